@@ -1,0 +1,147 @@
+"""The configuration loader: every kind of bad input gets a message naming file and key."""
+
+from pathlib import Path
+
+import pytest
+
+from updater.cli import main
+from updater.config import Policy, load
+from updater.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def main_file(tmp_path):
+    return write(tmp_path / "config.toml", "[defaults]\nsettle = 2\n")
+
+
+def test_main_file_and_config_d_in_name_order(main_file):
+    d = main_file.parent / "config.d"
+    write(d / "b.toml", '[units."b.service"]\nimage = "ghcr.io/acme/b:prod"\n')
+    write(d / "a.toml", '[units."a.service"]\nimage = "nginx"\ncontainer = "web"\nsettle = 0\n')
+    write(d / "ignored.txt", "not toml")
+    config = load(main_file)
+    assert [u.name for u in config.units] == ["a.service", "b.service"]
+    a, b = config.units
+    assert a.container == "web" and b.container == "b"
+    assert a.policy == Policy(settle=0) and b.policy == Policy(settle=2)
+    assert str(a.image) == "docker.io/library/nginx:latest"
+    assert b.source == d / "b.toml"
+
+
+def test_registry_settings(main_file, tmp_path):
+    ca = write(tmp_path / "ca.pem", "pem")
+    write(
+        main_file,
+        f'[registries."reg.example.com:5000"]\ninsecure = true\nca_file = "{ca}"\n',
+    )
+    config = load(main_file)
+    assert config.registry("reg.example.com:5000").insecure
+    assert config.registry("reg.example.com:5000").ca_file == ca
+    assert not config.registry("ghcr.io").insecure
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[defaults]\nsetle = 1\n", "unknown key 'defaults.setle'; accepted: health_timeout,"),
+        ("colour = 1\n", "unknown key 'colour'; accepted: defaults, registries, units"),
+        ('[units."a.service"]\nimage = "x"\nport = 1\n', "unknown key 'units.\"a.service\".port'"),
+        ('[units."a.service"]\ncontainer = "a"\n', 'missing key "image"'),
+        ('[units."a.service"]\nimage = 3\n', ".image: must be a string"),
+        ('[units."a.service"]\nimage = "Bad"\n', "repository name component 'Bad'"),
+        ('[units."a"]\nimage = "x"\n', 'did you mean "a.service"?'),
+        ('[units."a.service"]\nimage = "x"\ncontainer = "-x"\n', "is not a container name"),
+        ("[defaults]\nhealth_timeout = 0\n", "health_timeout: 0 is not a number of seconds > 0"),
+        ("[defaults]\nhealth_timeout = true\n", "health_timeout: True is not a number"),
+        ('[defaults]\nsettle = "5"\n', "settle: '5' is not a number of seconds >= 0"),
+        ("[defaults]\nrollback = 1\n", "rollback: 1 is not true or false"),
+        ("[defaults]\nkeep_images = 1.5\n", "keep_images: 1.5 is not a whole number from 0 to 100"),
+        ("[defaults]\nkeep_images = -1\n", "keep_images: -1 is not a whole number"),
+        ("defaults = 3\n", "defaults: must be a table, not int"),
+        ("[units]\nx = 1\n", 'units."x": must be a table'),
+        ('[registries."h"]\ninsecure = "yes"\n', "insecure: 'yes' is not true or false"),
+        ('[registries."h"]\nca_file = "rel.pem"\n', "ca_file: must be an absolute path"),
+        ('[registries."h"]\nca_file = "/nonexistent.pem"\n', "does not exist or is unreadable"),
+        ('[registries."h"]\nverify = false\n', "unknown key 'registries.\"h\".verify'"),
+        ('[registries."a b"]\n', "not a registry host"),
+        ("[units\n", "not valid TOML"),
+    ],
+)
+def test_bad_configuration_names_file_and_key(main_file, text, message):
+    write(main_file, text)
+    with pytest.raises(ConfigError) as err:
+        load(main_file)
+    assert message in str(err.value)
+    assert str(main_file) in str(err.value) or "defined twice" in str(err.value)
+
+
+def test_unit_defined_twice_names_both_files(main_file):
+    write(main_file, '[units."a.service"]\nimage = "x"\n')
+    other = write(main_file.parent / "config.d" / "z.toml", '[units."a.service"]\nimage = "y"\n')
+    with pytest.raises(ConfigError) as err:
+        load(main_file)
+    assert str(main_file) in str(err.value) and str(other) in str(err.value)
+
+
+def test_missing_main_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load(tmp_path / "nope.toml")
+
+
+def test_bad_configuration_exits_2_before_anything(main_file, capsys, tmp_path):
+    write(main_file, "[defaults]\nsetle = 1\n")
+    state = tmp_path / "state"
+    assert main(["--config", str(main_file), "--state-dir", str(state), "run"]) == 2
+    assert main(["--config", str(main_file), "check", "--json"]) == 2
+    assert "unknown key 'defaults.setle'" in capsys.readouterr().err
+    assert not state.exists()
+
+
+def test_add_and_remove_write_config_d(main_file, capsys):
+    args = ["--config", str(main_file)]
+    assert main([*args, "add", "app.service", "--image", "ghcr.io/acme/app:prod"]) == 0
+    written = main_file.parent / "config.d" / "app.service.toml"
+    assert written.read_text() == '[units."app.service"]\nimage = "ghcr.io/acme/app:prod"\n'
+    assert (
+        main([*args, "add", "app.service", "--image", "ghcr.io/acme/app:v2", "--container", "c"])
+        == 0
+    )
+    assert load(main_file).units[0].container == "c"
+    assert main([*args, "remove", "app.service"]) == 0
+    assert not written.exists()
+    assert main([*args, "remove", "app.service"]) == 2
+    assert "not configured" in capsys.readouterr().err
+
+
+def test_add_validates_as_the_run_reads(main_file, capsys):
+    write(main_file, '[units."app.service"]\nimage = "nginx"\n')
+    args = ["--config", str(main_file)]
+    assert main([*args, "add", "new.service", "--image", "UPPER"]) == 2
+    assert main([*args, "add", "app.service", "--image", "nginx:2"]) == 2
+    assert main([*args, "add", "bad name", "--image", "nginx"]) == 2
+    assert main([*args, "remove", "app.service"]) == 2
+    err = capsys.readouterr().err
+    assert "repository name component 'UPPER'" in err
+    assert "defined twice" in err
+    assert "not a systemd service name" in err
+    assert "not by `updater add`" in err
+    assert not (main_file.parent / "config.d").exists() or not any(
+        (main_file.parent / "config.d").iterdir()
+    )
+
+
+def test_unknown_unit_on_command_line_is_usage_error(main_file, capsys):
+    write(main_file, '[units."app.service"]\nimage = "nginx"\n')
+    assert main(["--config", str(main_file), "check", "--unit", "nope.service"]) == 2
+    assert "--unit nope.service: not configured; configured: app.service" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main(["frobnicate"]) == 2
+    assert main(["add", "x.service"]) == 2

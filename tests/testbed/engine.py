@@ -1,0 +1,134 @@
+"""A private dockerd for the tests, and small busybox images built and pushed for real."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+
+BUSYBOX = Path("/bin/busybox")
+APPLETS = ["sh", "sleep", "true", "false", "echo", "cat", "test", "kill", "ls", "date"]
+
+# What the app in a test image does. Each stops at once on SIGTERM (sh as PID 1 ignores it
+# unless trapped) so that `docker stop` needs no 10 s timeout.
+BEHAVIOURS = {
+    "serve": '["/bin/sh", "-c", "trap \'exit 0\' TERM; while true; do sleep 1 & wait $!; done"]',
+    "crash-later": '["/bin/sh", "-c", "trap \'exit 0\' TERM; sleep 2 & wait $!; exit 3"]',
+    "broken": '["/bin/no-such-program"]',
+}
+
+
+class Dockerd:
+    """dockerd with its own data root, exec root and socket under `workdir`."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.socket = workdir / "docker.sock"
+        self.host = f"unix://{self.socket}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self.client: docker.DockerClient | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = (self.workdir / "dockerd.log").open("ab")
+        self._process = subprocess.Popen(
+            [
+                "dockerd",
+                "--data-root", str(self.workdir / "data"),
+                "--exec-root", str(self.workdir / "exec"),
+                "--pidfile", str(self.workdir / "docker.pid"),
+                "--host", self.host,
+                "--iptables=false",
+                "--bridge=none",
+            ],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.client = docker.DockerClient(base_url=self.host, version="auto", timeout=60)
+                self.client.ping()
+                return
+            except docker.errors.DockerException:
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    tail = (self.workdir / "dockerd.log").read_text()[-2000:]
+                    raise RuntimeError(f"dockerd did not start:\n{tail}") from None
+                time.sleep(0.1)
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.client:
+            self.client.close()
+        if self._process and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": self.host}
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The docker CLI against this engine."""
+        return subprocess.run(
+            ["docker", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+
+def build_image(
+    engine: Dockerd,
+    ref: str,
+    *,
+    seed: str,
+    behaviour: str = "serve",
+    healthcheck: str | None = None,
+) -> str:
+    """Build a tiny busybox image whose content (and so digest) depends on `seed`; its ID."""
+    context = engine.workdir / "build" / seed
+    if context.exists():
+        shutil.rmtree(context)
+    (context / "bin").mkdir(parents=True)
+    shutil.copy(BUSYBOX, context / "bin" / "busybox")
+    for applet in APPLETS:
+        (context / "bin" / applet).symlink_to("busybox")
+    (context / "seed").write_text(seed)
+    lines = ["FROM scratch", "COPY . /"]
+    if healthcheck:
+        lines.append(
+            "HEALTHCHECK --interval=1s --timeout=2s --retries=2 --start-period=0s "
+            f'CMD ["/bin/sh", "-c", "{healthcheck}"]'
+        )
+    lines.append(f"CMD {BEHAVIOURS[behaviour]}")
+    (context / "Dockerfile").write_text("\n".join(lines) + "\n")
+    assert engine.client
+    image, _ = engine.client.images.build(path=str(context), tag=ref, rm=True)
+    return str(image.id)
+
+
+def push(engine: Dockerd, ref: str, auth: dict[str, str] | None = None) -> str:
+    """Push `ref`; the digest the registry now has for it."""
+    assert engine.client
+    repository, tag = ref.rsplit(":", 1)
+    digest = None
+    for event in engine.client.images.push(
+        repository, tag, stream=True, decode=True, auth_config=auth
+    ):
+        if "error" in event:
+            raise RuntimeError(f"push {ref}: {event['error']}")
+        aux = event.get("aux") or {}
+        digest = aux.get("Digest", digest)
+    assert digest, f"push {ref}: no digest reported"
+    return str(digest)

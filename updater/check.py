@@ -1,0 +1,113 @@
+"""`updater check`: for each unit, what its container runs and what the registry's tag says now.
+
+Touches nothing: no pull, no restart, no state written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+
+from updater.config import Config, Unit
+from updater.engine import Container, Engine, Image
+from updater.errors import UpdaterError
+from updater.registry import Registries
+
+WORKERS = 8  # parallel checks: enough to hide round trips, few enough to stay polite
+
+
+class Status(StrEnum):
+    CURRENT = "current"
+    UPDATE_AVAILABLE = "update-available"
+    NOT_RUNNING = "not-running"
+    PINNED = "pinned"
+    LOCAL_IMAGE = "local-image"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Checked:
+    unit: Unit
+    status: Status
+    running_digest: str | None = None
+    remote_digest: str | None = None
+    error: str | None = None
+    container: Container | None = None
+    image: Image | None = None  # the image the container runs
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "unit": self.unit.name,
+            "image": str(self.unit.image),
+            "container": self.unit.container,
+            "running_digest": self.running_digest,
+            "remote_digest": self.remote_digest,
+            "status": self.status.value,
+            "error": self.error,
+        }
+
+
+def check(config: Config, units: Sequence[Unit]) -> list[Checked]:
+    """Check `units` against one engine connection and one registry client."""
+    registries = Registries(config.registry, pool_size=WORKERS)
+    try:
+        engine = Engine()
+    except UpdaterError as err:
+        return check_all(units, None, registries, engine_error=str(err))
+    try:
+        return check_all(units, engine, registries)
+    finally:
+        engine.close()
+        registries.close()
+
+
+def check_all(
+    units: Sequence[Unit], engine: Engine | None, registries: Registries, engine_error: str = ""
+) -> list[Checked]:
+    """Check every unit in parallel; one unit's error never stops the others."""
+    if engine is None:
+        return [Checked(unit, Status.ERROR, error=engine_error) for unit in units]
+    with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(units)))) as pool:
+        return list(pool.map(lambda unit: check_unit(unit, engine, registries), units))
+
+
+def check_unit(unit: Unit, engine: Engine, registries: Registries) -> Checked:
+    container: Container | None = None
+    image: Image | None = None
+    try:
+        container = engine.container(unit.container)
+        if container is not None and container.running:
+            image = engine.image(container.image_id)
+        remote = None
+        if needs_remote(unit, container, image):
+            remote = registries.digest(unit.image)
+    except UpdaterError as err:
+        return Checked(unit, Status.ERROR, error=str(err), container=container, image=image)
+    status, running = decide(unit, container, image, remote)
+    return Checked(unit, status, running, remote, container=container, image=image)
+
+
+def needs_remote(unit: Unit, container: Container | None, image: Image | None) -> bool:
+    """Only a running container on a digest from the configured repository costs a HEAD."""
+    if unit.image.pinned or container is None or not container.running or image is None:
+        return False
+    return bool(image.digests_for(unit.image))
+
+
+def decide(
+    unit: Unit, container: Container | None, image: Image | None, remote: str | None
+) -> tuple[Status, str | None]:
+    """The unit's status and the digest it runs, from what the engine and registry said."""
+    digests = image.digests_for(unit.image) if image else []
+    running = remote if remote in digests else (digests[0] if digests else None)
+    if unit.image.pinned:
+        return Status.PINNED, running
+    if container is None or not container.running or image is None:
+        return Status.NOT_RUNNING, None
+    if not digests:
+        return Status.LOCAL_IMAGE, None
+    if remote in digests:
+        return Status.CURRENT, running
+    return Status.UPDATE_AVAILABLE, running

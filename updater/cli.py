@@ -1,0 +1,188 @@
+"""The command line: parse arguments, call the check or the run, print, choose the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from enum import IntEnum
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, TextIO
+
+from updater import __version__, config, log
+from updater.errors import ConfigError, Interrupted, LockHeld, UpdaterError
+
+if TYPE_CHECKING:
+    from updater.check import Checked
+
+DEFAULT_CONFIG = "/etc/updater/config.toml"
+DEFAULT_STATE_DIR = "/var/lib/updater"
+
+
+class ExitStatus(IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    LOCKED = 3
+
+
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
+    """Run one command; every error becomes a message and an exit status, never a traceback."""
+    out = stdout or sys.stdout
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    _resolve_paths(args)
+    log.setup(args.verbose)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return int(args.command(args, out))
+    except LockHeld as err:
+        log.log.warning("%s", err)
+        return ExitStatus.LOCKED
+    except ConfigError as err:
+        log.log.error("%s", err)
+        return ExitStatus.USAGE
+    except (UpdaterError, KeyboardInterrupt) as err:
+        log.log.error("%s", err or "interrupted")
+        return ExitStatus.FAILED
+
+
+def _resolve_paths(args: argparse.Namespace) -> None:
+    """Flag, then environment, then what systemd provides, then the default."""
+    env = os.environ
+    if "config" not in args:
+        args.config = Path(env.get("UPDATER_CONFIG") or DEFAULT_CONFIG)
+    if "state_dir" not in args:
+        systemd_dir = env.get("STATE_DIRECTORY", "").split(":")[0]
+        args.state_dir = Path(env.get("UPDATER_STATE_DIR") or systemd_dir or DEFAULT_STATE_DIR)
+    args.verbose = getattr(args, "verbose", False)
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(f"stopped by signal {signal.Signals(signum).name}; the next run finishes")
+
+
+def _check(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    from updater.check import Status, check
+
+    conf = config.load(args.config)
+    results = check(conf, conf.select(args.unit))
+    if args.json:
+        _print_json([r.as_json() for r in results], out)
+    else:
+        _print_check_table(results, out)
+    failed = any(r.status is Status.ERROR for r in results)
+    return ExitStatus.FAILED if failed else ExitStatus.OK
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    from updater.run import Outcome, run
+
+    conf = config.load(args.config)
+    reports = run(conf, conf.select(args.unit), args.state_dir)
+    if args.json:
+        _print_json([r.as_json() for r in reports], out)
+    bad = {Outcome.FAILED, Outcome.ROLLED_BACK}
+    return ExitStatus.FAILED if any(r.outcome in bad for r in reports) else ExitStatus.OK
+
+
+def _add(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    path = config.add_unit(args.config, args.name, args.image, args.container)
+    log.log.info("%s: written to %s", args.name, path)
+    return ExitStatus.OK
+
+
+def _remove(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    path = config.remove_unit(args.config, args.name)
+    log.log.info("%s: removed %s", args.name, path)
+    return ExitStatus.OK
+
+
+def _print_json(items: list[dict[str, object]], out: TextIO) -> None:
+    out.write(json.dumps(items, indent=2) + "\n")
+
+
+def _print_check_table(results: Sequence[Checked], out: TextIO) -> None:
+    rows = [("UNIT", "IMAGE", "STATUS", "RUNNING", "REMOTE")]
+    errors = []
+    for r in results:
+        data = r.as_json()
+        rows.append(
+            (
+                str(data["unit"]),
+                str(data["image"]),
+                str(data["status"]),
+                _short(data["running_digest"]),
+                _short(data["remote_digest"]),
+            )
+        )
+        if data["error"]:
+            errors.append(f"{data['unit']}: {data['error']}")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        out.write("\n")
+    for line in errors:
+        out.write(f"\n{line}")
+    if errors:
+        out.write("\n")
+
+
+def _short(digest: object) -> str:
+    return str(digest)[:19] if digest else "-"
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help=f"main configuration file (default: $UPDATER_CONFIG, else {DEFAULT_CONFIG})",
+    )
+    common.add_argument(
+        "--state-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="state directory (default: $UPDATER_STATE_DIR, $STATE_DIRECTORY, "
+        f"{DEFAULT_STATE_DIR})",
+    )
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(
+        prog="updater",
+        description="Keep containers run by systemd units on the digest their registry tag "
+        "points to; restart through systemd, prove health, roll back.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"updater {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", parents=[common], help="compare digests; touch nothing")
+    check.set_defaults(command=_check)
+    run = commands.add_parser("run", parents=[common], help="update units whose tag moved")
+    run.set_defaults(command=_run)
+    for sub in (check, run):
+        sub.add_argument("--unit", action="append", default=[], metavar="UNIT")
+        sub.add_argument("--json", action="store_true", help="print a JSON array")
+
+    add = commands.add_parser("add", parents=[common], help="write config.d/UNIT.toml")
+    add.add_argument("name", metavar="UNIT")
+    add.add_argument("--image", required=True, metavar="REF")
+    add.add_argument("--container", metavar="NAME")
+    add.set_defaults(command=_add)
+    remove = commands.add_parser("remove", parents=[common], help="delete config.d/UNIT.toml")
+    remove.add_argument("name", metavar="UNIT")
+    remove.set_defaults(command=_remove)
+
+    return parser

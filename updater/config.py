@@ -1,0 +1,241 @@
+"""The configuration: the main TOML file plus config.d/*.toml, parsed into frozen dataclasses."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from updater import reference
+from updater.errors import ConfigError
+from updater.files import write_atomically
+from updater.reference import Reference
+
+_UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.service")
+_CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+_REGISTRY_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9a-fA-F:]+\](:[0-9]{1,5})?")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How an update of one unit is judged and undone."""
+
+    health_timeout: float = 60
+    settle: float = 5
+    rollback: bool = True
+    keep_images: int = 1
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One systemd unit whose container follows an image tag."""
+
+    name: str
+    image: Reference
+    container: str
+    policy: Policy
+    source: Path
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    insecure: bool = False
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    units: tuple[Unit, ...]
+    registries: Mapping[str, RegistrySettings] = field(default_factory=dict)
+
+    def registry(self, host: str) -> RegistrySettings:
+        return self.registries.get(host, RegistrySettings())
+
+    def select(self, names: list[str]) -> tuple[Unit, ...]:
+        """The units named (all when none), in configuration order; unknown names are an error."""
+        if not names:
+            return self.units
+        known = {unit.name: unit for unit in self.units}
+        for name in names:
+            if name not in known:
+                raise ConfigError(f"--unit {name}: not configured; configured: {_names(known)}")
+        return tuple(unit for unit in self.units if unit.name in names)
+
+
+# Each key: (type check, description of accepted values).
+_POLICY_KEYS: dict[str, tuple[Any, str]] = {
+    "health_timeout": (lambda v: _number(v) and 0 < v <= 86400, "a number of seconds > 0"),
+    "settle": (lambda v: _number(v) and 0 <= v <= 86400, "a number of seconds >= 0"),
+    "rollback": (lambda v: isinstance(v, bool), "true or false"),
+    "keep_images": (lambda v: _integer(v) and 0 <= v <= 100, "a whole number from 0 to 100"),
+}
+_UNIT_KEYS = {"image", "container"} | set(_POLICY_KEYS)
+_REGISTRY_KEYS = {"insecure", "ca_file"}
+_TOP_KEYS = {"defaults", "units", "registries"}
+
+
+def config_d(main: Path) -> Path:
+    return main.parent / "config.d"
+
+
+def load(main: Path) -> Config:
+    """Read and validate the whole configuration; raise ConfigError naming file and key."""
+    files = [main, *sorted(config_d(main).glob("*.toml"))] if main.exists() else []
+    if not files:
+        raise ConfigError(f"{main}: no such file; install.sh writes one, or pass --config PATH")
+    documents = [(path, _read(path)) for path in files]
+    return _build(documents)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
+    _reject_unknown(path, "", data, _TOP_KEYS)
+    return data
+
+
+def _build(documents: list[tuple[Path, dict[str, Any]]]) -> Config:
+    defaults = Policy()
+    for path, data in documents:
+        if "defaults" in data:
+            table = _table(path, "defaults", data["defaults"])
+            _reject_unknown(path, "defaults", table, set(_POLICY_KEYS))
+            defaults = _policy(path, "defaults", table, defaults)
+    units: dict[str, Unit] = {}
+    registries: dict[str, RegistrySettings] = {}
+    for path, data in documents:
+        for name, table in _table(path, "units", data.get("units", {})).items():
+            if name in units:
+                raise ConfigError(
+                    f'units."{name}" is defined twice: in {units[name].source} and in {path}'
+                )
+            units[name] = _unit(path, name, table, defaults)
+        for host, table in _table(path, "registries", data.get("registries", {})).items():
+            if host in registries:
+                raise ConfigError(f'{path}: registries."{host}" is defined in another file too')
+            registries[host] = _registry(path, host, table)
+    return Config(units=tuple(units.values()), registries=registries)
+
+
+def _unit(path: Path, name: str, raw: Any, defaults: Policy) -> Unit:
+    where = f'units."{name}"'
+    table = _table(path, where, raw)
+    if not _UNIT_NAME.fullmatch(name):
+        hint = f'; did you mean "{name}.service"?' if "." not in name else ""
+        raise ConfigError(f"{path}: {where}: not a systemd service name (NAME.service){hint}")
+    _reject_unknown(path, where, table, _UNIT_KEYS)
+    if "image" not in table:
+        raise ConfigError(f'{path}: {where}: missing key "image" (the tag to follow)')
+    image_text = table["image"]
+    if not isinstance(image_text, str):
+        raise ConfigError(f"{path}: {where}.image: must be a string like ghcr.io/acme/app:prod")
+    try:
+        image = reference.parse(image_text)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {where}.image: {err}") from err
+    container = table.get("container", name.removesuffix(".service"))
+    if not isinstance(container, str) or not _CONTAINER_NAME.fullmatch(container):
+        raise ConfigError(
+            f"{path}: {where}.container: {container!r} is not a container name "
+            "(letters, digits, '_', '.', '-', starting with a letter or digit)"
+        )
+    policy = _policy(path, where, table, defaults)
+    return Unit(name=name, image=image, container=container, policy=policy, source=path)
+
+
+def _policy(path: Path, where: str, table: dict[str, Any], base: Policy) -> Policy:
+    values: dict[str, Any] = {}
+    for key, (valid, accepted) in _POLICY_KEYS.items():
+        if key in table:
+            if not valid(table[key]):
+                raise ConfigError(f"{path}: {where}.{key}: {table[key]!r} is not {accepted}")
+            values[key] = table[key]
+    return replace(base, **values)
+
+
+def _registry(path: Path, host: str, raw: Any) -> RegistrySettings:
+    where = f'registries."{host}"'
+    table = _table(path, where, raw)
+    if not _REGISTRY_HOST.fullmatch(host):
+        raise ConfigError(f"{path}: {where}: not a registry host (HOST or HOST:PORT)")
+    _reject_unknown(path, where, table, _REGISTRY_KEYS)
+    insecure = table.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError(f"{path}: {where}.insecure: {insecure!r} is not true or false")
+    ca_file = table.get("ca_file")
+    if ca_file is not None:
+        if not isinstance(ca_file, str) or not os.path.isabs(ca_file):
+            raise ConfigError(f"{path}: {where}.ca_file: must be an absolute path to a PEM file")
+        if not os.access(ca_file, os.R_OK):
+            raise ConfigError(f"{path}: {where}.ca_file: {ca_file} does not exist or is unreadable")
+    return RegistrySettings(insecure=insecure, ca_file=Path(ca_file) if ca_file else None)
+
+
+def _table(path: Path, where: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: {where}: must be a table, not {type(value).__name__}")
+    return value
+
+
+def _reject_unknown(path: Path, where: str, table: dict[str, Any], known: set[str]) -> None:
+    for key in table:
+        if key not in known:
+            place = f"{where}.{key}" if where else key
+            raise ConfigError(
+                f"{path}: unknown key {place!r}; accepted: {', '.join(sorted(known))}"
+            )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _names(units: Mapping[str, Unit]) -> str:
+    return ", ".join(units) or "none"
+
+
+def unit_file(main: Path, name: str) -> Path:
+    return config_d(main) / f"{name}.toml"
+
+
+def add_unit(main: Path, name: str, image: str, container: str | None) -> Path:
+    """Write config.d/NAME.toml, after validating the whole configuration as a run would read it."""
+    import tomli_w
+
+    table: dict[str, Any] = {"image": image}
+    if container is not None:
+        table["container"] = container
+    document = {"units": {name: table}}
+    target = unit_file(main, name)
+    others = [main, *sorted(p for p in config_d(main).glob("*.toml") if p != target)]
+    if not main.exists():
+        raise ConfigError(f"{main}: no such file; install.sh writes one, or pass --config PATH")
+    _build([*((p, _read(p)) for p in others), (target, document)])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(target, tomli_w.dumps(document).encode(), 0o644)
+    return target
+
+
+def remove_unit(main: Path, name: str) -> Path:
+    """Delete config.d/NAME.toml; a unit defined elsewhere is an error that names the file."""
+    target = unit_file(main, name)
+    if target.exists():
+        target.unlink()
+        return target
+    for unit in load(main).units:
+        if unit.name == name:
+            raise ConfigError(f"{name} is defined in {unit.source}, not by `updater add`; edit it")
+    raise ConfigError(f"{name}: not configured; nothing to remove")

@@ -1,0 +1,35 @@
+"""One error root; each outside system has its own kind, each message written for the user."""
+
+from __future__ import annotations
+
+
+class UpdaterError(Exception):
+    """Anything the user should read as a one-line message, never as a traceback."""
+
+
+class ConfigError(UpdaterError):
+    """The configuration (or a command-line argument) is invalid; nothing was touched."""
+
+
+class ReferenceError_(ConfigError):
+    """An image reference does not parse."""
+
+
+class RegistryError(UpdaterError):
+    """The registry could not be asked, or answered something we cannot use."""
+
+
+class EngineError(UpdaterError):
+    """The Docker engine could not be asked, or refused."""
+
+
+class SystemdError(UpdaterError):
+    """systemctl failed or timed out."""
+
+
+class LockHeld(UpdaterError):
+    """Another run holds the lock."""
+
+
+class Interrupted(UpdaterError):
+    """SIGTERM or SIGINT arrived; the run stops where it is."""
