@@ -1,0 +1,162 @@
+"""Engine tier: `updater check` against a real dockerd and a real registry; each status for real.
+
+And proof that check touches nothing: same images, same containers, only HEADs at the registry.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.conftest import engine_snapshot
+from tests.testbed.engine import build_image, push
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture
+def app(engine_env, registry, docker_config):
+    """A unique repository in the registry, an image pushed to it, and helpers to run it."""
+
+    class App:
+        name = f"app-{uuid.uuid4().hex[:8]}"
+        ref = f"{registry.host}/acme/{name}:prod"
+
+        def publish(self, seed: str) -> str:
+            build_image(engine_env, self.ref, seed=f"{self.name}-{seed}")
+            return push(engine_env, self.ref)
+
+        def start(self, image: str | None = None, name: str | None = None) -> str:
+            container = name or self.name
+            engine_env.docker("rm", "-f", container, check=False)
+            engine_env.docker(
+                "run", "-d", "--name", container, "--network", "none", image or self.ref
+            )
+            return container
+
+    yield App()
+    engine_env.docker("rm", "-f", App.name, check=False)
+
+
+def test_current(cli, app, registry):
+    digest = app.publish("v1")
+    app.start()
+    cli.unit("app.service", app.ref, container=app.name)
+    registry.clear_log()
+    code, [report] = cli("check")
+    assert code == 0
+    assert report == {
+        "unit": "app.service",
+        "image": app.ref,
+        "container": app.name,
+        "running_digest": digest,
+        "remote_digest": digest,
+        "status": "current",
+        "error": None,
+    }
+    assert [(r.method, r.status) for r in registry.requests()] == [("HEAD", 200)]
+
+
+def test_update_available_and_nothing_touched(cli, app, registry, engine_env):
+    old = app.publish("v1")
+    app.start()
+    new = app.publish("v2")  # CI pushed a new digest to the same tag
+    cli.unit("app.service", app.ref, container=app.name)
+    before = engine_snapshot(engine_env)
+    registry.clear_log()
+    code, [report] = cli("check")
+    assert code == 0
+    assert (report["status"], report["running_digest"], report["remote_digest"]) == (
+        "update-available",
+        old,
+        new,
+    )
+    assert engine_snapshot(engine_env) == before
+    assert [(r.method, r.status) for r in registry.requests()] == [("HEAD", 200)]
+    assert not cli.state_dir.exists()
+
+
+def test_not_running(cli, app, engine_env):
+    app.publish("v1")
+    container = app.start()
+    engine_env.docker("stop", "-t", "1", container)
+    cli.unit("app.service", app.ref, container=app.name)
+    cli.unit("gone.service", app.ref, container="no-such-container")
+    code, reports = cli("check")
+    assert code == 0
+    assert [r["status"] for r in reports] == ["not-running", "not-running"]
+
+
+def test_local_image(cli, app, engine_env, registry):
+    local = f"{registry.host}/acme/{app.name}-local:prod"
+    build_image(engine_env, local, seed=f"{app.name}-local")  # built here, never pushed
+    app.start(local)
+    cli.unit("app.service", local, container=app.name)
+    registry.clear_log()
+    code, [report] = cli("check")
+    assert code == 0
+    assert report["status"] == "local-image" and report["running_digest"] is None
+    assert registry.requests() == []
+
+
+def test_pinned(cli, app, registry):
+    digest = app.publish("v1")
+    app.start()
+    cli.unit("app.service", f"{app.ref}@{digest}", container=app.name)
+    registry.clear_log()
+    code, [report] = cli("check")
+    assert code == 0
+    assert (report["status"], report["running_digest"], report["remote_digest"]) == (
+        "pinned",
+        digest,
+        None,
+    )
+    assert registry.requests() == []
+
+
+def test_refused_credentials_are_an_error_and_others_go_on(
+    cli, engine_env, registry_factory, docker_config, app
+):
+    app.publish("v1")
+    app.start()
+    locked = registry_factory(auth="htpasswd")
+    ref = f"{locked.host}/acme/private:prod"
+    docker_config.login(locked.host, "alice", "s3cret-pass")
+    build_image(engine_env, ref, seed=f"{app.name}-private")
+    push(engine_env, ref, auth={"username": "alice", "password": "s3cret-pass"})
+    app.start(ref, name=f"{app.name}-private")
+    docker_config.login(locked.host, "alice", "Zq9-revoked")
+    cli.unit("private.service", ref, container=f"{app.name}-private")
+    cli.unit("app.service", app.ref, container=app.name)
+    try:
+        code, reports = cli("check")
+    finally:
+        engine_env.docker("rm", "-f", f"{app.name}-private")
+    assert code == 1
+    private, public = reports
+    assert private["status"] == "error"
+    assert "401" in private["error"] and "still valid?" in private["error"]
+    assert "Zq9-revoked" not in private["error"]
+    assert public["status"] == "current"
+
+
+def test_engine_unreachable_is_an_error_per_unit(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
+    cli.unit("app.service", "127.0.0.1:1/app:prod")
+    code, [report] = cli("check")
+    assert code == 1
+    assert report["status"] == "error"
+    assert "cannot reach the Docker engine" in report["error"]
+
+
+def test_table_for_people(cli, app, capsys):
+    from updater.cli import main
+
+    digest = app.publish("v1")
+    app.start()
+    cli.unit("app.service", app.ref, container=app.name)
+    assert main(["--config", str(cli.config), "check"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["UNIT", "IMAGE", "STATUS", "RUNNING", "REMOTE"]
+    assert out[1].split() == ["app.service", app.ref, "current", digest[:19], digest[:19]]

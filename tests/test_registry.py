@@ -1,0 +1,227 @@
+"""Registry tier: the remote digest by HEAD, against Debian's docker-registry in each auth mode.
+
+Every test asserts what the registry itself logged: one successful HEAD per check, no GET, no
+blob request, and at most one token request per repository in a run.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from updater.config import RegistrySettings
+from updater.credentials import DockerConfig
+from updater.errors import RegistryError
+from updater.reference import parse
+from updater.registry import Registries
+
+pytestmark = pytest.mark.registry
+
+
+def client(**settings: RegistrySettings) -> Registries:
+    return Registries(lambda host: settings.get(host, RegistrySettings()), DockerConfig())
+
+
+def logged(registry) -> Counter:
+    return Counter((r.method, r.status) for r in registry.requests())
+
+
+def assert_polite(registry, heads: int, challenges: int = 0) -> None:
+    """Exactly `heads` successful HEADs, at most `challenges` 401s, and no other request."""
+    seen = logged(registry)
+    assert seen[("HEAD", 200)] == heads, seen
+    assert seen[("HEAD", 401)] <= challenges, seen
+    assert sum(seen.values()) == heads + seen[("HEAD", 401)], seen
+
+
+@pytest.mark.parametrize("kind", ["docker", "oci", "oci-index", "docker-list"])
+def test_every_manifest_type_costs_one_head(registry, docker_config, kind):
+    digest = registry.push_image("acme/app", "prod", seed=kind, kind=kind)
+    registry.clear_log()
+    assert client().digest(parse(f"{registry.host}/acme/app:prod")) == digest
+    assert_polite(registry, heads=1)
+
+
+def test_oci_index_with_attestation_gives_the_index_digest(registry, docker_config):
+    digest = registry.push_image("acme/app", "prod", seed="attested", kind="oci-index")
+    registry.clear_log()
+    assert client().digest(parse(f"{registry.host}/acme/app:prod")) == digest
+    assert_polite(registry, heads=1)
+
+
+def test_missing_tag_is_an_error_naming_it(registry, docker_config):
+    registry.push_image("acme/app", "prod", seed="x")
+    with pytest.raises(RegistryError, match=r"404.*does the tag 'nope' exist"):
+        client().digest(parse(f"{registry.host}/acme/app:nope"))
+
+
+def test_htpasswd_basic_auth(registry_factory, docker_config):
+    registry = registry_factory(auth="htpasswd")
+    digests = {repo: registry.push_image(repo, "prod", seed=repo) for repo in ("a", "b", "c")}
+    docker_config.login(registry.host, "alice", "s3cret-pass")
+    registry.clear_log()
+    registries = client()
+    for repo, digest in digests.items():
+        assert registries.digest(parse(f"{registry.host}/{repo}:prod")) == digest
+    # The challenge is learnt once per registry and run; later HEADs carry credentials.
+    assert_polite(registry, heads=3, challenges=1)
+
+
+def test_htpasswd_wrong_password_is_an_error_with_the_fix(registry_factory, docker_config):
+    registry = registry_factory(auth="htpasswd")
+    registry.push_image("a", "prod", seed="a")
+    docker_config.login(registry.host, "alice", "Zq9-not-it")
+    with pytest.raises(RegistryError) as err:
+        client().digest(parse(f"{registry.host}/a:prod"))
+    message = str(err.value)
+    assert "401" in message and "still valid?" in message and str(docker_config.path) in message
+    assert "Zq9-not-it" not in message
+
+
+def test_htpasswd_without_credentials_says_docker_login(registry_factory, docker_config):
+    registry = registry_factory(auth="htpasswd")
+    registry.push_image("a", "prod", seed="a")
+    with pytest.raises(RegistryError, match=f"docker login {registry.host}"):
+        client().digest(parse(f"{registry.host}/a:prod"))
+
+
+def test_bearer_tokens_one_per_repository_per_run(registry_factory, docker_config):
+    registry = registry_factory(auth="token")
+    digests = {repo: registry.push_image(repo, "prod", seed=repo) for repo in ("a", "b")}
+    docker_config.login(registry.host, "alice", "s3cret-pass")
+    registry.clear_log()
+    registry.token_requests.clear()
+    registries = client()
+    for _ in range(3):  # three checks in one run: tokens are reused
+        for repo, digest in digests.items():
+            assert registries.digest(parse(f"{registry.host}/{repo}:prod")) == digest
+    assert_polite(registry, heads=6, challenges=1)
+    scopes = Counter(scope for r in registry.token_requests for scope in r.scopes)
+    assert scopes == {"repository:a:pull": 1, "repository:b:pull": 1}
+    assert {r.user for r in registry.token_requests} == {"alice"}
+
+
+def test_bearer_anonymous_pull(registry_factory, docker_config):
+    registry = registry_factory(auth="token")
+    digest = registry.push_image("a", "prod", seed="a")
+    registry.token_requests.clear()
+    assert client().digest(parse(f"{registry.host}/a:prod")) == digest
+    assert [r.user for r in registry.token_requests] == [None]
+
+
+def test_bearer_token_server_refusing_is_an_error(registry_factory, docker_config):
+    registry = registry_factory(auth="token", anonymous_pull=False)
+    registry.push_image("a", "prod", seed="a")
+    docker_config.login(registry.host, "alice", "not-the-password")
+    with pytest.raises(RegistryError) as err:
+        client().digest(parse(f"{registry.host}/a:prod"))
+    assert "getting a token" in str(err.value) and "401" in str(err.value)
+    assert "not-the-password" not in str(err.value)
+
+
+def test_silly_auth_bearer_challenge(registry_factory, docker_config):
+    registry = registry_factory(auth="silly")
+    digest = registry.push_image("a", "prod", seed="a")
+    registry.clear_log()
+    assert client().digest(parse(f"{registry.host}/a:prod")) == digest
+    assert_polite(registry, heads=1, challenges=1)
+
+
+def test_tls_needs_the_ca_file(registry_factory, docker_config):
+    registry = registry_factory(tls=True)
+    digest = registry.push_image("a", "prod", seed="a")
+    ref = parse(f"{registry.host}/a:prod")
+    with pytest.raises(RegistryError, match=r"TLS failed.*set ca_file"):
+        client().digest(ref)
+    trusted = RegistrySettings(ca_file=registry.ca_file)
+    registry.clear_log()
+    assert client(**{registry.host: trusted}).digest(ref) == digest
+    assert_polite(registry, heads=1)
+
+
+def test_tls_insecure_registry_accepts_any_certificate(registry_factory, docker_config):
+    registry = registry_factory(tls=True)
+    digest = registry.push_image("a", "prod", seed="a")
+    insecure = RegistrySettings(insecure=True)
+    assert client(**{registry.host: insecure}).digest(parse(f"{registry.host}/a:prod")) == digest
+
+
+class FakeRegistry(ThreadingHTTPServer):
+    """A loopback HTTP server answering every manifest request with one canned response."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+        self.answer = (status, headers, body)
+        self.seen: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_HEAD(handler) -> None:  # noqa: N802, N805
+                self.seen.append("HEAD")
+                self._reply(handler, with_body=False)
+
+            def do_GET(handler) -> None:  # noqa: N802, N805
+                self.seen.append("GET")
+                self._reply(handler, with_body=True)
+
+            def log_message(handler, *args) -> None:  # noqa: N805
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def _reply(self, handler: BaseHTTPRequestHandler, with_body: bool) -> None:
+        status, headers, body = self.answer
+        handler.send_response(status)
+        for key, value in headers.items():
+            handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        if with_body:
+            handler.wfile.write(body)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+def test_429_reports_retry_after():
+    server = FakeRegistry(429, {"Retry-After": "120"})
+    try:
+        with pytest.raises(RegistryError, match=r"429 .*rate limited; retry after 120 s"):
+            client().digest(parse(f"{server.host}/a:prod"))
+        assert server.seen == ["HEAD"]
+    finally:
+        server.shutdown()
+
+
+def test_no_digest_header_falls_back_to_get_and_hashes_the_bytes():
+    import hashlib
+
+    body = b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}'
+    server = FakeRegistry(200, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, body)
+    try:
+        digest = client().digest(parse(f"{server.host}/a:prod"))
+        assert digest == "sha256:" + hashlib.sha256(body).hexdigest()
+        assert server.seen == ["HEAD", "GET"]
+    finally:
+        server.shutdown()
+
+
+def test_manifest_over_the_size_cap_is_refused():
+    server = FakeRegistry(200, {}, b"x" * (4 * 1024 * 1024 + 1))
+    try:
+        with pytest.raises(RegistryError, match="larger than"):
+            client().digest(parse(f"{server.host}/a:prod"))
+    finally:
+        server.shutdown()
+
+
+def test_refused_connection_is_an_error_naming_the_host():
+    server = FakeRegistry(200, {})
+    host = server.host
+    server.shutdown()
+    server.server_close()
+    with pytest.raises(RegistryError, match=f"cannot connect to {host}"):
+        client().digest(parse(f"{host}/a:prod"))
