@@ -132,7 +132,12 @@ def cli(tmp_path: Path) -> Cli:
 def engine_snapshot(dockerd: Dockerd) -> str:
     """Everything a check must not change: images, tags, digests, containers and their starts."""
     images = dockerd.docker(
-        "images", "--all", "--digests", "--no-trunc", "--format", "{{.ID}} {{.Repository}} {{.Tag}} {{.Digest}}"
+        "images",
+        "--all",
+        "--digests",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Repository}} {{.Tag}} {{.Digest}}",
     ).stdout
     ids = dockerd.docker("ps", "-aq", "--no-trunc").stdout.split()
     containers = (

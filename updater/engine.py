@@ -121,7 +121,12 @@ class Engine:
             self.api.tag(image_id, ref.repository, ref.tag, force=True)
 
     def remove_image(self, image_id: str) -> bool:
-        """Remove a superseded image; False when it is still in use or referenced elsewhere."""
+        """Remove a superseded image; False when it is still in use or tagged (not ours)."""
+        image = self.image(image_id)
+        if image is None:
+            return True
+        if image.repo_tags:
+            return False
         try:
             with _translated(f"removing image {image_id[:19]}"):
                 self.api.remove_image(image_id, noprune=False)

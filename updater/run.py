@@ -142,11 +142,15 @@ class Updater:
             why = f"{failed['digest']} failed at {failed.get('at')} ({failed.get('reason')})"
             return self._report(checked, Outcome.SKIPPED, error=f"{why}; waiting for a new digest")
         assert checked.remote_digest and checked.container and checked.image
+        before = systemd.state(unit.name)
+        if before.load_state != "loaded":
+            why = f"unit {unit.name} is {before.load_state or 'unknown'} to systemd; nothing done"
+            return self._report(checked, Outcome.FAILED, error=why)
         new = self._fetch(unit, checked.remote_digest)
         # Remember the update before touching the service: an interrupted run resumes from here.
-        before = systemd.state(unit.name)
         entry["pending"] = {
             "from_image": checked.image.id,
+            "from_digest": checked.running_digest,
             "to_image": new.id,
             "to_digest": checked.remote_digest,
             "invocation": before.invocation_id,
@@ -179,13 +183,14 @@ class Updater:
                 unit, entry, superseded=pending["from_image"], running=pending["to_image"]
             )
             log.info("%s: updated to %s", unit.name, pending["to_digest"])
-            return self._report(checked, Outcome.UPDATED)
+            return self._report(checked, Outcome.UPDATED, since=pending.get("from_digest"))
         entry["failed"] = {"digest": pending["to_digest"], "at": _now(), "reason": verdict.reason}
         self.state.save()
         log.error("%s: %s is not healthy: %s", unit.name, pending["to_digest"], verdict.reason)
         if not unit.policy.rollback:
             del entry["pending"]
-            return self._report(checked, Outcome.FAILED, error=f"not healthy: {verdict.reason}")
+            error = f"not healthy: {verdict.reason}"
+            return self._report(checked, Outcome.FAILED, error, pending.get("from_digest"))
         return self._roll_back(checked, entry)
 
     def _roll_back(self, checked: Checked, entry: dict[str, Any]) -> Report:
@@ -197,9 +202,10 @@ class Updater:
         reason = entry["failed"]["reason"]
         if not verdict.healthy:
             error = f"not healthy: {reason}; after rollback still not healthy: {verdict.reason}"
-            return self._report(checked, Outcome.FAILED, error=error)
+            return self._report(checked, Outcome.FAILED, error, pending.get("from_digest"))
         log.warning("%s: rolled back; %s will not be tried again", unit.name, pending["to_digest"])
-        return self._report(checked, Outcome.ROLLED_BACK, error=f"not healthy: {reason}")
+        error = f"not healthy: {reason}"
+        return self._report(checked, Outcome.ROLLED_BACK, error, pending.get("from_digest"))
 
     def _resume(self, checked: Checked, entry: dict[str, Any]) -> Report | None:
         """Finish an update an earlier run began and did not end (SIGTERM, crash, reboot)."""
@@ -247,8 +253,13 @@ class Updater:
             )
         entry["superseded"] = keep
 
-    def _report(self, checked: Checked, outcome: Outcome, error: str | None = None) -> Report:
-        return Report(checked.unit, outcome, checked.running_digest, checked.remote_digest, error)
+    def _report(
+        self, checked: Checked, outcome: Outcome, error: str | None = None, since: str | None = None
+    ) -> Report:
+        """The unit's line in the report; `since` is the digest it ran before this update."""
+        return Report(
+            checked.unit, outcome, since or checked.running_digest, checked.remote_digest, error
+        )
 
 
 def _expectation(unit: Unit, image_id: str, old_invocation: str, n_restarts: int) -> Expectation:

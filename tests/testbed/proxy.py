@@ -1,0 +1,90 @@
+"""A loopback HTTP proxy in front of the real registry, for injecting faults at chosen requests.
+
+The updater and dockerd talk to the proxy as if it were the registry; it forwards each request
+to the real one unless `fault` says otherwise for that request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+
+# A fault sees (method, path) and returns True when it handled the request itself (the
+# connection is then closed without an answer, unless the fault answered).
+Fault = Callable[[BaseHTTPRequestHandler], bool]
+
+_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host"}
+
+
+class Proxy(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.fault: Fault | None = None
+        self.seen: list[tuple[str, str]] = []
+        self._session = requests.Session()
+        self._session.trust_env = False
+        super().__init__(("127.0.0.1", 0), _handler(self))
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def forward(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else None
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP}
+        try:
+            answer = self._session.request(
+                handler.command,
+                self.upstream + handler.path,
+                headers=headers,
+                data=body,
+                stream=True,
+                allow_redirects=False,
+                timeout=30,
+            )
+        except requests.RequestException:
+            handler.close_connection = True
+            return
+        handler.send_response(answer.status_code)
+        for key, value in answer.raw.headers.items():
+            if key.lower() not in _HOP:
+                handler.send_header(key, value)
+        if "Content-Length" not in answer.headers and handler.command != "HEAD":
+            handler.send_header("Connection", "close")  # body ends when the connection does
+            handler.close_connection = True
+        handler.end_headers()
+        if handler.command != "HEAD":
+            for chunk in answer.raw.stream(65536, decode_content=False):
+                handler.wfile.write(chunk)
+        answer.close()
+
+
+def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _any(self) -> None:
+            proxy.seen.append((self.command, self.path))
+            if proxy.fault and proxy.fault(self):
+                self.close_connection = True
+                return
+            proxy.forward(self)
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
