@@ -7,11 +7,13 @@ import ipaddress
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from updater import challenge
 from updater.config import RegistrySettings
@@ -148,6 +150,9 @@ class Registries:
         """Choose https or (where allowed) http, without an HTTP request the registry counts."""
         settings = self._settings(name)
         host.verify = str(settings.ca_file) if settings.ca_file else not settings.insecure
+        if host.verify is False:
+            # The user chose `insecure = true`; a warning per request would only flood the journal.
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
         if not (settings.insecure or _loopback(name)):
             host.base = f"https://{name}"
             return

@@ -108,7 +108,7 @@ def build_image(
     lines = ["FROM scratch", "COPY . /"]
     if healthcheck:
         lines.append(
-            "HEALTHCHECK --interval=1s --timeout=2s --retries=2 --start-period=0s "
+            "HEALTHCHECK --interval=1s --timeout=2s --retries=2 "
             f'CMD ["/bin/sh", "-c", "{healthcheck}"]'
         )
     lines.append(f"CMD {BEHAVIOURS[behaviour]}")

@@ -1,0 +1,340 @@
+"""System tier: `updater run` in a real systemd (systemd-nspawn), the tests' dockerd and registry.
+
+App units are modelled on Flatcar's canonical container unit. Assertions are on the JSON
+outcomes, exit codes, the image the container runs, InvocationIDs and the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import needs
+from tests.testbed.engine import Dockerd, build_image, push
+from tests.testbed.machine import Machine, build_root, python_wheels
+from tests.testbed.proxy import Proxy
+from tests.testbed.registry import Registry
+
+pytestmark = pytest.mark.system
+
+PROJECT = Path(__file__).resolve().parents[1]
+UPDATER = "/opt/updater/bin/updater"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Registry:
+    needs("docker-registry")
+    with Registry(tmp_path_factory.mktemp("registry")) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="module")
+def machine(dockerd: Dockerd, tmp_path_factory) -> Machine:
+    """A booted systemd with the updater installed from wheels, units/ installed, no timer."""
+    needs("systemd-nspawn", "mmdebstrap")
+    cache = Path(os.environ.get("UPDATER_TEST_CACHE", "/var/cache/updater-tests"))
+    root = build_root(cache)
+    wheels = python_wheels(PROJECT, tmp_path_factory.mktemp("wheels"))
+    binds = [(dockerd.socket, "/run/docker.sock"), (wheels, "/wheels")]
+    with Machine(root, tmp_path_factory.mktemp("machine"), "updater-system", binds) as machine:
+        machine.run("python3", "-m", "venv", "/opt/updater")
+        machine.run(
+            "/opt/updater/bin/pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--find-links",
+            "/wheels",
+            "updater",
+        )
+        machine.write_file(
+            "/etc/systemd/system/updater.service", (PROJECT / "units/updater.service").read_text()
+        )
+        machine.run("systemctl", "daemon-reload")
+        yield machine
+
+
+class App:
+    """One app unit in the machine, its image repository in the registry, its container."""
+
+    def __init__(self, machine: Machine, dockerd: Dockerd, registry_host: str, **policy: object):
+        self.machine, self.dockerd = machine, dockerd
+        self.name = f"app-{uuid.uuid4().hex[:8]}"
+        self.unit = f"{self.name}.service"
+        self.ref = f"{registry_host}/acme/{self.name}:prod"
+        self.policy = {"settle": 2, "health_timeout": 20, **policy}
+        self.images: dict[str, str] = {}  # seed -> image ID
+
+    def publish(self, seed: str, keep_local: bool = False, **image: object) -> str:
+        """Build and push a new image to the tag (what CI does on git push); its digest.
+
+        The engine then forgets it, as a host that did not build it would, unless `keep_local`
+        (someone pulled it by hand: the tag moved, the container still runs the old image).
+        """
+        self.images[seed] = build_image(self.dockerd, self.ref, seed=f"{self.name}-{seed}", **image)
+        digest = push(self.dockerd, self.ref)
+        if not keep_local:
+            self.dockerd.docker("rmi", self.ref)
+        return digest
+
+    def install(self) -> None:
+        """Write the unit (as Flatcar's canonical one), start it, wait for its container."""
+        docker = "/usr/local/bin/docker"
+        self.machine.write_file(
+            f"/etc/systemd/system/{self.unit}",
+            f"""[Unit]
+Description=test app {self.name}
+
+[Service]
+ExecStartPre=-{docker} rm --force {self.name}
+ExecStart={docker} run --rm --name {self.name} --network none {self.ref}
+ExecStop={docker} stop --time 5 {self.name}
+SuccessExitStatus=143
+Restart=always
+RestartSec=1
+TimeoutStartSec=0
+""",
+        )
+        self.machine.run("systemctl", "daemon-reload")
+        self.machine.run("systemctl", "start", self.unit)
+        self.machine.wait_for(lambda: self.running_image() is not None, 30, f"{self.name} running")
+
+    def config(self) -> str:
+        lines = [f'[units."{self.unit}"]', f'image = "{self.ref}"']
+        lines += [f"{key} = {json.dumps(value)}" for key, value in self.policy.items()]
+        return "\n".join(lines) + "\n"
+
+    def running_image(self) -> str | None:
+        found = self.dockerd.docker(
+            "inspect", "--format", "{{.State.Running}} {{.Image}}", self.name, check=False
+        )
+        running, _, image = found.stdout.strip().partition(" ")
+        return image if running == "true" else None
+
+    def show(self, prop: str) -> str:
+        return self.machine.run("systemctl", "show", "-P", prop, self.unit).stdout.strip()
+
+
+def configure(machine: Machine, *apps: App) -> None:
+    machine.write_file("/etc/updater/config.toml", "".join(app.config() for app in apps))
+
+
+def updater(machine: Machine, *args: str) -> tuple[int, list[dict]]:
+    done = machine.run(UPDATER, "run", "--json", *args, check=False, timeout=300)
+    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None
+
+
+def outcome(reports: list[dict], app: App) -> dict:
+    [report] = [r for r in reports if r["unit"] == app.unit]
+    return report
+
+
+@pytest.fixture
+def new_app(machine, dockerd, registry):
+    made: list[App] = []
+
+    def make(**policy: object) -> App:
+        app = App(machine, dockerd, registry.host, **policy)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        machine.run("systemctl", "stop", app.unit, check=False)
+
+
+def test_updated_then_unchanged(machine, new_app):
+    app = new_app()
+    old = app.publish("v1")
+    app.install()
+    configure(machine, app)
+    new = app.publish("v2")
+    before = app.show("InvocationID")
+
+    code, reports = updater(machine)
+    assert code == 0
+    assert outcome(reports, app) == {
+        "unit": app.unit,
+        "image": app.ref,
+        "outcome": "updated",
+        "from_digest": old,
+        "to_digest": new,
+        "error": None,
+    }
+    assert app.running_image() == app.images["v2"]
+    after = app.show("InvocationID")
+    assert after != before and app.show("ActiveState") == "active"
+
+    code, reports = updater(machine)
+    assert code == 0 and outcome(reports, app)["outcome"] == "unchanged"
+    assert app.show("InvocationID") == after  # nothing restarted
+
+
+def test_journal_lines_from_the_service(machine, new_app):
+    app = new_app()
+    app.publish("v1")
+    app.install()
+    configure(machine, app)
+    new = app.publish("v2")
+    machine.run("systemctl", "start", "updater.service", timeout=300)
+    assert app.running_image() == app.images["v2"]
+    journal = machine.run("journalctl", "-u", "updater.service", "-o", "json", "--no-pager").stdout
+    lines = [json.loads(line) for line in journal.splitlines()]
+    messages = {entry["MESSAGE"]: entry.get("PRIORITY") for entry in lines}
+    assert messages[f"{app.unit}: updated to {new}"] == "6"
+    assert messages["1 unit: 1 updated"] == "6"
+    assert any(m.startswith(f"{app.unit}: pulled {new} (") for m in messages)
+    assert not any(m.startswith("<") for m in messages)  # prefixes were understood, not shown
+
+
+def test_image_that_cannot_start_is_rolled_back_and_not_retried(machine, new_app):
+    app = new_app()
+    app.publish("v1")
+    app.install()
+    configure(machine, app)
+    bad = app.publish("broken", behaviour="broken")
+
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 1 and report["outcome"] == "rolled-back" and report["to_digest"] == bad
+    assert app.running_image() == app.images["v1"]
+    assert app.show("ActiveState") == "active"
+
+    invocation = app.show("InvocationID")
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 0 and report["outcome"] == "skipped"
+    assert bad in report["error"] and "failed at" in report["error"]
+    assert app.show("InvocationID") == invocation
+
+    good = app.publish("v3")
+    code, reports = updater(machine)
+    assert code == 0 and outcome(reports, app)["outcome"] == "updated"
+    assert outcome(reports, app)["to_digest"] == good
+    assert app.running_image() == app.images["v3"]
+
+
+def test_failing_healthcheck_is_rolled_back(machine, new_app):
+    app = new_app()
+    app.publish("v1", healthcheck="true")
+    app.install()
+    configure(machine, app)
+    app.publish("sick", healthcheck="false")
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 1 and report["outcome"] == "rolled-back"
+    assert "HEALTHCHECK reports unhealthy" in report["error"]
+    assert app.running_image() == app.images["v1"]
+
+
+def test_crash_after_start_under_restart_always_is_rolled_back(machine, new_app):
+    app = new_app(settle=5)
+    app.publish("v1")
+    app.install()
+    configure(machine, app)
+    app.publish("crashes", behaviour="crash-later")  # exits 2 s after starting
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 1 and report["outcome"] == "rolled-back", report
+    assert app.running_image() == app.images["v1"]
+    assert app.show("ActiveState") == "active"
+
+
+def test_registry_killed_during_the_pull(machine, new_app, registry, dockerd):
+    proxy = Proxy(registry.url)
+    app = new_app()
+    app.ref = f"{proxy.host}/acme/{app.name}:prod"  # the engine and the updater go through it
+    try:
+        app.publish("v1")
+        app.install()
+        configure(machine, app)
+        app.publish("v2")
+        invocation = app.show("InvocationID")
+
+        def kill_on_blob(handler) -> bool:
+            if "/blobs/" in handler.path:
+                registry.kill()
+                return True
+            return False
+
+        proxy.fault = kill_on_blob
+        code, reports = updater(machine)
+        report = outcome(reports, app)
+        assert code == 1 and report["outcome"] == "failed" and "pulling" in report["error"]
+        assert not registry.running
+        assert app.show("InvocationID") == invocation
+        assert app.running_image() == app.images["v1"]
+
+        proxy.fault = None
+        registry.restart()
+        code, reports = updater(machine)
+        assert code == 0 and outcome(reports, app)["outcome"] == "updated"
+        assert app.running_image() == app.images["v2"]
+    finally:
+        proxy.stop()
+        if not registry.running:
+            registry.restart()
+
+
+def test_container_behind_its_tag_restarts_without_pulling(machine, new_app, registry):
+    app = new_app()
+    app.publish("v1")
+    app.install()
+    configure(machine, app)
+    app.publish("v2", keep_local=True)  # pulled by hand: only the restart is missing
+    registry.clear_log()
+    code, reports = updater(machine)
+    assert code == 0 and outcome(reports, app)["outcome"] == "updated"
+    assert app.running_image() == app.images["v2"]
+    assert [(r.method, r.status) for r in registry.requests()] == [("HEAD", 200)]
+
+
+def test_sigterm_during_health_verification_converges(machine, new_app):
+    app = new_app(settle=30)
+    app.publish("v1")
+    app.install()
+    configure(machine, app)
+    new = app.publish("v2")
+    machine.run("systemctl", "start", "--no-block", "updater.service")
+    machine.wait_for(lambda: app.running_image() == app.images["v2"], 60, "the restart onto v2")
+
+    # A second run while this one holds the lock touches nothing.
+    code, reports = updater(machine)
+    assert code == 3 and reports is None
+
+    machine.run("systemctl", "stop", "updater.service")  # SIGTERM while settling
+    assert machine.run(
+        "systemctl", "show", "-P", "ActiveState", "updater.service"
+    ).stdout.strip() in (
+        "inactive",
+        "failed",
+    )
+    assert app.show("ActiveState") == "active"
+
+    app.policy["settle"] = 2
+    configure(machine, app)
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 0 and report["outcome"] == "updated" and report["to_digest"] == new
+    assert app.running_image() == app.images["v2"]
+    state = json.loads(machine.read_file("/var/lib/updater/state.json"))
+    assert "pending" not in state["units"].get(app.unit, {})
+
+
+def test_unit_option_limits_the_run(machine, new_app):
+    first, second = new_app(), new_app()
+    for app in (first, second):
+        app.publish("v1")
+        app.install()
+        app.publish("v2")
+    configure(machine, first, second)
+    untouched = second.show("InvocationID")
+    code, reports = updater(machine, "--unit", first.unit)
+    assert code == 0 and [r["unit"] for r in reports] == [first.unit]
+    assert reports[0]["outcome"] == "updated"
+    assert second.show("InvocationID") == untouched
+    assert second.running_image() == second.images["v1"]
