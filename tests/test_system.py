@@ -301,6 +301,8 @@ def test_sigterm_during_health_verification_converges(machine, new_app):
     new = app.publish("v2")
     machine.run("systemctl", "start", "--no-block", "updater.service")
     machine.wait_for(lambda: app.running_image() == app.images["v2"], 60, "the restart onto v2")
+    status = machine.run("systemctl", "show", "-P", "StatusText", "updater.service").stdout
+    assert status.strip() == f"updating {app.unit}"  # STATUS= reached systemd (NotifyAccess=main)
 
     # A second run while this one holds the lock touches nothing.
     code, reports = updater(machine)
@@ -338,3 +340,39 @@ def test_unit_option_limits_the_run(machine, new_app):
     assert reports[0]["outcome"] == "updated"
     assert second.show("InvocationID") == untouched
     assert second.running_image() == second.images["v1"]
+
+
+def test_superseded_images_beyond_keep_images_are_removed(machine, new_app, dockerd):
+    app = new_app(keep_images=1)
+    app.publish("v1")
+    app.install()
+    configure(machine, app)
+    for seed in ("v2", "v3"):
+        app.publish(seed)
+        code, reports = updater(machine)
+        assert code == 0 and outcome(reports, app)["outcome"] == "updated"
+
+    def present(seed: str) -> bool:
+        return dockerd.docker("image", "inspect", app.images[seed], check=False).returncode == 0
+
+    assert app.running_image() == app.images["v3"]
+    assert (present("v1"), present("v2"), present("v3")) == (False, True, True)
+
+
+def test_corrupt_state_is_set_aside_and_the_run_goes_on(machine, new_app):
+    app = new_app()
+    app.publish("v1")
+    app.install()
+    configure(machine, app)
+    app.publish("v2")
+    machine.write_file("/var/lib/updater/state.json", '{"version": 1, "units": ', mode=0o600)
+    done = machine.run(UPDATER, "run", "--json", check=False, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert outcome(json.loads(done.stdout), app)["outcome"] == "updated"
+    assert "state file /var/lib/updater/state.json is unreadable" in done.stderr
+    listing = machine.run("ls", "/var/lib/updater").stdout.split()
+    assert any(name.startswith("state.json.corrupt-") for name in listing)
+    state = json.loads(machine.read_file("/var/lib/updater/state.json"))
+    assert state["version"] == 1
+    mode = machine.run("stat", "-c", "%a", "/var/lib/updater/state.json").stdout.strip()
+    assert mode == "600"
