@@ -225,3 +225,49 @@ def test_refused_connection_is_an_error_naming_the_host():
     server.server_close()
     with pytest.raises(RegistryError, match=f"cannot connect to {host}"):
         client().digest(parse(f"{host}/a:prod"))
+
+
+def test_next_run_reuses_cached_challenge_and_token(registry_factory, docker_config, tmp_path):
+    from updater.registry import AuthCache
+    from updater.state import read_cache, write_cache
+
+    registry = registry_factory(auth="token")
+    digests = {repo: registry.push_image(repo, "prod", seed=repo) for repo in ("a", "b")}
+    docker_config.login(registry.host, "alice", "s3cret-pass")
+    first = client()
+    for repo in digests:
+        first.digest(parse(f"{registry.host}/{repo}:prod"))
+    write_cache(tmp_path, first.cache.to_json())
+    assert (tmp_path / "tokens.json").stat().st_mode & 0o777 == 0o600
+    assert "s3cret-pass" not in (tmp_path / "tokens.json").read_text()
+
+    registry.clear_log()
+    registry.token_requests.clear()
+    cached = AuthCache.from_json(read_cache(tmp_path))
+    second = Registries(lambda host: RegistrySettings(), DockerConfig(), cache=cached)
+    for repo, digest in digests.items():
+        assert second.digest(parse(f"{registry.host}/{repo}:prod")) == digest
+    assert_polite(registry, heads=2, challenges=0)  # steady state: one HEAD per unit, no 401
+    assert registry.token_requests == []
+
+
+def test_expired_cached_token_is_replaced(registry_factory, docker_config, tmp_path):
+    from updater.registry import AuthCache
+
+    registry = registry_factory(auth="token")
+    registry.token_server.token_ttl = 5  # shorter than the 10 s margin: stale at once
+    digest = registry.push_image("a", "prod", seed="a")
+    first = client()
+    first.digest(parse(f"{registry.host}/a:prod"))
+    registry.token_requests.clear()
+    cached = AuthCache.from_json(first.cache.to_json())
+    second = Registries(lambda host: RegistrySettings(), DockerConfig(), cache=cached)
+    assert second.digest(parse(f"{registry.host}/a:prod")) == digest
+    assert len(registry.token_requests) == 1
+
+
+def test_cache_of_garbage_is_empty():
+    from updater.registry import AuthCache
+
+    for junk in [None, [], "x", {"challenges": 3}, {"tokens": {"k": {"value": 1}}}]:
+        assert AuthCache.from_json(junk).tokens == {}

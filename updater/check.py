@@ -9,11 +9,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from updater.config import Config, Unit
 from updater.engine import Container, Engine, Image
 from updater.errors import UpdaterError
-from updater.registry import Registries
+from updater.registry import AuthCache, Registries
+from updater.state import read_cache
 
 WORKERS = 8  # parallel checks: enough to hide round trips, few enough to stay polite
 
@@ -49,9 +51,12 @@ class Checked:
         }
 
 
-def check(config: Config, units: Sequence[Unit]) -> list[Checked]:
-    """Check `units` against one engine connection and one registry client."""
-    registries = Registries(config.registry, pool_size=WORKERS)
+def check(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Checked]:
+    """Check `units` against one engine connection and one registry client.
+
+    Reuses the tokens an earlier run cached, and writes nothing.
+    """
+    registries = Registries(config.registry, cache=AuthCache.from_json(read_cache(state_dir)))
     try:
         engine = Engine()
     except UpdaterError as err:

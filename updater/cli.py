@@ -77,7 +77,7 @@ def _check(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     from updater.check import Status, check
 
     conf = config.load(args.config)
-    results = check(conf, conf.select(args.unit))
+    results = check(conf, conf.select(args.unit), args.state_dir)
     if args.json:
         _print_json([r.as_json() for r in results], out)
     else:

@@ -1,14 +1,24 @@
-"""Registry credentials, found as the docker CLI finds them (auths, credsStore, credHelpers)."""
+"""Registry credentials, found as the docker CLI finds them: `$DOCKER_CONFIG/config.json`, else
+`~/.docker/config.json`, with `auths`, `credsStore` and per-registry `credHelpers`.
+
+Read with the standard library (the docker SDK's resolver costs its whole import on every run).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
-
-from docker import auth as docker_auth
-from docker import errors as docker_errors
+from typing import Any
 
 from updater.errors import RegistryError
+
+DOCKER_HUB_KEY = "https://index.docker.io/v1/"  # how the docker CLI names Docker Hub
+HELPER_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
@@ -23,20 +33,13 @@ class Credential:
         kind = "identity token" if self.identity_token else f"user {self.username!r}"
         return f"Credential({kind})"
 
-    @property
-    def fingerprint(self) -> str:
-        """Tells credentials apart in cache keys without holding the secret itself."""
-        import hashlib
-
-        raw = f"{self.username}\0{self.password}\0{self.identity_token}".encode()
-        return hashlib.sha256(raw).hexdigest()[:16]
-
 
 class DockerConfig:
-    """The Docker config file ($DOCKER_CONFIG/config.json, else ~/.docker/config.json)."""
+    """The Docker config file, read once, lazily; each registry resolved at most once."""
 
     def __init__(self) -> None:
-        self._config: docker_auth.AuthConfig | None = None
+        self._data: dict[str, Any] | None = None
+        self._resolved: dict[str, Credential | None] = {}
 
     @property
     def path(self) -> str:
@@ -45,19 +48,80 @@ class DockerConfig:
 
     def credential(self, registry: str) -> Credential | None:
         """The credential the docker CLI would use for `registry` (docker.io for Docker Hub)."""
-        try:
-            if self._config is None:
-                self._config = docker_auth.load_config()
-            entry = self._config.resolve_authconfig(registry)
-        except (docker_errors.DockerException, ValueError, OSError) as err:
-            raise RegistryError(
-                f"reading credentials for {registry} from {self.path}: {err}"
-            ) from err
-        if not entry:
-            return None
-        get = {key.lower(): value for key, value in entry.items()}.get
-        if get("identitytoken"):
-            return Credential(identity_token=get("identitytoken"))
-        if get("username") or get("password"):
-            return Credential(username=get("username"), password=get("password"))
+        if registry not in self._resolved:
+            self._resolved[registry] = self._resolve(registry)
+        return self._resolved[registry]
+
+    def _resolve(self, registry: str) -> Credential | None:
+        data = self._load()
+        key = DOCKER_HUB_KEY if registry == "docker.io" else registry
+        helper = (data.get("credHelpers") or {}).get(key) or data.get("credsStore")
+        if helper:
+            found = self._from_helper(str(helper), key)
+            if found:
+                return found
+        for name, entry in (data.get("auths") or {}).items():
+            if _hostname(name) == _hostname(key) and isinstance(entry, dict):
+                return self._from_entry(name, entry)
         return None
+
+    def _load(self) -> dict[str, Any]:
+        if self._data is None:
+            try:
+                with open(self.path, "rb") as f:
+                    data = json.load(f)
+            except FileNotFoundError:
+                data = {}
+            except (OSError, ValueError) as err:
+                raise RegistryError(f"reading {self.path}: {err}") from err
+            if not isinstance(data, dict):
+                raise RegistryError(f"reading {self.path}: not a JSON object")
+            self._data = data
+        return self._data
+
+    def _from_entry(self, name: str, entry: dict[str, Any]) -> Credential | None:
+        if entry.get("identitytoken"):
+            return Credential(identity_token=str(entry["identitytoken"]))
+        if not entry.get("auth"):
+            return None
+        try:
+            decoded = base64.b64decode(str(entry["auth"]), validate=False).decode()
+            username, sep, password = decoded.partition(":")
+        except (binascii.Error, UnicodeDecodeError) as err:
+            raise RegistryError(f"{self.path}: auths.{name}.auth is not base64 user:pass") from err
+        if not sep:
+            raise RegistryError(f"{self.path}: auths.{name}.auth is not base64 user:pass")
+        return Credential(username=username, password=password)
+
+    def _from_helper(self, helper: str, server: str) -> Credential | None:
+        """`docker-credential-HELPER get`, as the docker CLI runs it."""
+        program = f"docker-credential-{helper}"
+        exe = shutil.which(program)
+        if exe is None:
+            raise RegistryError(f"{self.path} names {program}, which is not on PATH")
+        try:
+            done = subprocess.run(
+                [exe, "get"], input=server, capture_output=True, text=True, timeout=HELPER_TIMEOUT
+            )
+        except subprocess.TimeoutExpired as err:
+            raise RegistryError(f"{program} get did not answer in {HELPER_TIMEOUT} s") from err
+        if done.returncode != 0:
+            if "credentials not found" in (done.stdout + done.stderr).lower():
+                return None
+            raise RegistryError(f"{program} get failed (exit {done.returncode})")
+        try:
+            answer = json.loads(done.stdout)
+            username, secret = answer.get("Username", ""), answer.get("Secret", "")
+        except (ValueError, AttributeError) as err:
+            raise RegistryError(f"{program} get did not answer JSON") from err
+        if not username and not secret:
+            return None
+        if username == "<token>":
+            return Credential(identity_token=secret)
+        return Credential(username=username, password=secret)
+
+
+def _hostname(key: str) -> str:
+    """`https://index.docker.io/v1/` -> `index.docker.io`, as the docker CLI matches auths keys."""
+    name = key.split("://", 1)[-1].split("/", 1)[0]
+    return "docker.io" if name in ("index.docker.io", "registry-1.docker.io") else name

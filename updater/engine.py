@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-
-import docker
-import requests
-from docker import errors as docker_errors
+from urllib.parse import quote
 
 from updater.errors import EngineError, UpdaterError
 from updater.reference import Reference
 from updater.reference import parse as parse_reference
 
 TIMEOUT = 60  # seconds; also bounds a pull that stops receiving data
+DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 
 @dataclass(frozen=True)
@@ -53,25 +54,77 @@ class Image:
 
 
 class Engine:
-    """A connection to dockerd, found as the docker CLI finds it (DOCKER_HOST, else the socket)."""
+    """The Docker engine, found as the docker CLI finds it (DOCKER_HOST, else the socket).
+
+    Reads (the whole of a steady-state run) speak the engine's HTTP API over its unix socket
+    with http.client; pulls, tags and removals use the docker SDK, imported only then.
+    """
 
     def __init__(self, timeout: int = TIMEOUT) -> None:
-        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        try:
-            self._client = docker.from_env(version="auto", timeout=timeout)
-        except docker_errors.DockerException as err:
-            raise EngineError(f"cannot reach the Docker engine at {where}; is it running?") from err
-        self.api = self._client.api
+        self.where = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+        self.timeout = timeout
+        self._socket = (
+            self.where.removeprefix("unix://") if self.where.startswith("unix://") else None
+        )
+        self._sdk: Any = None
+
+    @property
+    def api(self) -> Any:
+        """The docker SDK's low-level client, connected on first use."""
+        if self._sdk is None:
+            import docker
+
+            try:
+                self._sdk = docker.from_env(version="auto", timeout=self.timeout)
+            except docker.errors.DockerException as err:
+                raise EngineError(f"cannot reach the Docker engine at {self.where}: {err}") from err
+        return self._sdk.api
 
     def close(self) -> None:
-        self._client.close()
+        if self._sdk is not None:
+            self._sdk.close()
+
+    def _inspect(self, kind: str, name: str, what: str) -> dict[str, Any] | None:
+        """GET /KIND/NAME/json; None when the engine says 404."""
+        if self._socket is None:  # tcp:// or ssh:// hosts: the SDK knows their TLS and SSH
+            inspect = self.api.inspect_container if kind == "containers" else self.api.inspect_image
+            with _translated(what):
+                try:
+                    return dict(inspect(name))
+                except _not_found():
+                    return None
+        status, data = self._get(f"/{kind}/{quote(name, safe='/:@')}/json", what)
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(data, dict):
+            message = data.get("message") if isinstance(data, dict) else data
+            raise EngineError(f"{what}: the engine answered {status}: {message}")
+        return data
+
+    def _get(self, path: str, what: str) -> tuple[int, Any]:
+        connection = _UnixConnection(str(self._socket), self.timeout)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            body = response.read()
+        except TimeoutError as err:
+            late = f"the Docker engine did not answer within {self.timeout} s"
+            raise EngineError(f"{what}: {late}") from err
+        except (OSError, http.client.HTTPException) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else repr(err)
+            unreachable = f"cannot reach the Docker engine at {self.where}: {reason}"
+            raise EngineError(f"{what}: {unreachable}") from err
+        finally:
+            connection.close()
+        try:
+            return response.status, json.loads(body)
+        except ValueError:
+            return response.status, body[:200].decode(errors="replace")
 
     def container(self, name: str) -> Container | None:
-        with _translated(f"inspecting container {name}"):
-            try:
-                data = self.api.inspect_container(name)
-            except docker_errors.NotFound:
-                return None
+        data = self._inspect("containers", name, f"inspecting container {name}")
+        if data is None:
+            return None
         state = data.get("State") or {}
         health = state.get("Health") or {}
         return Container(
@@ -86,11 +139,9 @@ class Engine:
 
     def image(self, name: str) -> Image | None:
         """The image named by ID, `repo:tag` or `repo@digest`; None when absent."""
-        with _translated(f"inspecting image {name}"):
-            try:
-                data = self.api.inspect_image(name)
-            except docker_errors.NotFound:
-                return None
+        data = self._inspect("images", name, f"inspecting image {name}")
+        if data is None:
+            return None
         return Image(
             id=data["Id"],
             repo_digests=tuple(data.get("RepoDigests") or ()),
@@ -130,16 +181,38 @@ class Engine:
         try:
             with _translated(f"removing image {image_id[:19]}"):
                 self.api.remove_image(image_id, noprune=False)
-        except docker_errors.NotFound:
+        except _not_found():
             return True
         except EngineError:
             return False
         return True
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP to the engine over its unix socket."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+def _not_found() -> type[Exception]:
+    from docker import errors as docker_errors
+
+    return docker_errors.NotFound
+
+
 @contextmanager
 def _translated(what: str) -> Iterator[None]:
     """Turn the SDK's and requests' exceptions into EngineError saying what was being done."""
+    import requests
+    from docker import errors as docker_errors
+
     try:
         yield
     except docker_errors.NotFound:

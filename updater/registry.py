@@ -1,23 +1,30 @@
-"""The registry's HTTP API: which digest a tag points to now, by one HEAD request."""
+"""The registry's HTTP API: which digest a tag points to now, by one HEAD request.
+
+Spoken with http.client over kept-alive connections: a steady-state run must cost little CPU.
+"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.client
 import ipaddress
+import json
 import re
+import socket
+import ssl
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
-
-import requests
-import urllib3
+from email.message import Message
+from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from updater import challenge
+from updater.challenge import Challenge
 from updater.config import RegistrySettings
-from updater.credentials import Credential, DockerConfig
+from updater.credentials import DockerConfig
 from updater.errors import RegistryError
 from updater.reference import Reference
 
@@ -29,21 +36,11 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
-TIMEOUT = (5.0, 15.0)  # connect, read: a run must end well inside the unit's TimeoutStartSec=
+TIMEOUT = 10.0  # seconds for each connect and each read: a run must end well inside its unit's
 MANIFEST_CAP = 4 * 1024 * 1024  # the registry's own limit on a manifest's size
+SMALL_BODY = 64 * 1024  # error and token answers
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
-_USER_AGENT = "updater (+https://github.com/)"
-
-
-@dataclass
-class _Host:
-    """What one run learns about one registry: how to reach it and how it wants auth."""
-
-    base: str | None = None
-    verify: bool | str = True
-    challenge: challenge.Challenge | None = None
-    probed: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
+_USER_AGENT = "updater/0.1"
 
 
 @dataclass(frozen=True)
@@ -52,225 +49,334 @@ class Token:
     expires: float  # time.time() when it stops being valid
 
 
+@dataclass
+class AuthCache:
+    """What one run learns and the next may reuse: each registry's challenge, and tokens."""
+
+    challenges: dict[str, Challenge] = field(default_factory=dict)
+    tokens: dict[str, Token] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "challenges": {h: {"scheme": c.scheme, **c.params} for h, c in self.challenges.items()},
+            "tokens": {k: vars(t) for k, t in self.tokens.items() if t.expires > now},
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> AuthCache:
+        """Whatever parses; anything odd is dropped (a cache never stops a run)."""
+        cache = cls()
+        if not isinstance(data, dict):
+            return cache
+        challenges, tokens = data.get("challenges"), data.get("tokens")
+        for host, raw in (challenges if isinstance(challenges, dict) else {}).items():
+            if isinstance(raw, dict) and all(isinstance(v, str) for v in raw.values()):
+                params = {k: v for k, v in raw.items() if k != "scheme"}
+                cache.challenges[host] = Challenge(raw.get("scheme", ""), params)
+        for key, raw in (tokens if isinstance(tokens, dict) else {}).items():
+            if isinstance(raw, dict) and isinstance(raw.get("value"), str):
+                expires = raw.get("expires")
+                if isinstance(expires, int | float) and expires > time.time():
+                    cache.tokens[key] = Token(raw["value"], float(expires))
+        return cache
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    reason: str
+    headers: Message
+    body: bytes
+
+
+@dataclass
+class _Host:
+    """How one run reaches one registry."""
+
+    scheme: str = ""
+    context: ssl.SSLContext | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class Registries:
-    """One run's client for every registry: sessions, learnt challenges and tokens are shared."""
+    """One run's client for every registry: connections, challenges and tokens are shared."""
 
     def __init__(
         self,
         settings: Callable[[str], RegistrySettings],
         docker_config: DockerConfig | None = None,
-        tokens: dict[str, Token] | None = None,
-        pool_size: int = 8,
+        cache: AuthCache | None = None,
     ) -> None:
         self._settings = settings
-        self._docker_config = docker_config or DockerConfig()
+        self.docker_config = docker_config or DockerConfig()
+        self.cache = cache or AuthCache()
         self._hosts: dict[str, _Host] = {}
-        self._hosts_lock = threading.Lock()
-        self.tokens: dict[str, Token] = tokens if tokens is not None else {}
+        self._lock = threading.Lock()
         self._token_locks: dict[str, threading.Lock] = {}
-        self._session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=pool_size)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
-        self._session.headers["User-Agent"] = _USER_AGENT
+        self._pool = _Pool()
 
     def close(self) -> None:
-        self._session.close()
+        self._pool.close()
 
     def digest(self, ref: Reference) -> str:
         """The digest `ref`'s tag points to now, by HEAD (GET only when no digest header)."""
         what = f"checking {ref}"
         try:
-            response = self._manifest(ref, "HEAD")
-            if response.status_code == 200:
-                found = response.headers.get("Docker-Content-Digest", "")
+            answer = self._manifest(ref, "HEAD")
+            if answer.status == 200:
+                found = answer.headers.get("Docker-Content-Digest", "").strip()
                 if _DIGEST.fullmatch(found):
                     return found
                 return self._digest_of_body(ref)
-            raise RegistryError(f"{what}: {self._explain(ref, response)}")
-        except requests.exceptions.SSLError as err:
-            raise RegistryError(f"{what}: TLS failed: {_reason(err)}{_tls_hint(ref)}") from err
-        except requests.exceptions.Timeout as err:
-            raise RegistryError(f"{what}: {ref.api_host} did not answer in time") from err
-        except requests.exceptions.ConnectionError as err:
-            reason = _reason(err)
+            raise RegistryError(f"{what}: {self._explain(ref, answer)}")
+        except ssl.SSLCertVerificationError as err:
+            hint = f' (set ca_file in [registries."{ref.api_host}"] for a private CA)'
+            raise RegistryError(f"{what}: TLS failed: {err.verify_message}{hint}") from err
+        except ssl.SSLError as err:
+            raise RegistryError(f"{what}: TLS failed: {err.reason or err}") from err
+        except TimeoutError as err:
+            raise RegistryError(f"{what}: {ref.api_host} did not answer in {TIMEOUT:g} s") from err
+        except OSError as err:
+            reason = err.strerror or repr(err)
             raise RegistryError(f"{what}: cannot connect to {ref.api_host}: {reason}") from err
-        except requests.exceptions.RequestException as err:
-            raise RegistryError(f"{what}: {_reason(err)}") from err
+        except http.client.HTTPException as err:
+            raise RegistryError(f"{what}: {ref.api_host} answered garbage: {err!r}") from err
 
-    def _manifest(self, ref: Reference, method: str, stream: bool = False) -> requests.Response:
+    def _manifest(self, ref: Reference, method: str) -> _Answer:
         host = self._host(ref.api_host)
-        url = f"{host.base}/v2/{ref.path}/manifests/{ref.tag}"
+        url = f"{host.scheme}://{ref.api_host}/v2/{ref.path}/manifests/{ref.tag}"
+        sent = self._authorization(ref)
+        answer = self._send(method, url, host, sent)
+        if answer.status == 401 and self._learn(ref.api_host, answer):
+            self.cache.tokens.pop(self._token_key(ref), None)  # expired or revoked early
+            fresh = self._authorization(ref)
+            if fresh and fresh != sent:
+                answer = self._send(method, url, host, fresh)
+        return answer
+
+    def _send(self, method: str, url: str, host: _Host, auth: str | None) -> _Answer:
         headers = {"Accept": MANIFEST_TYPES}
-        auth = self._authorization(ref, host)
         if auth:
             headers["Authorization"] = auth
-        response = self._send(method, url, host, headers, stream)
-        if response.status_code == 401 and self._learn(host, response):
-            headers.pop("Authorization", None)
-            auth = self._authorization(ref, host)
-            if auth:
-                headers["Authorization"] = auth
-                response.close()
-                response = self._send(method, url, host, headers, stream)
-        return response
+        cap = MANIFEST_CAP if method == "GET" else SMALL_BODY
+        return self._pool.request(method, url, headers, host.context, cap)
 
-    def _send(
-        self, method: str, url: str, host: _Host, headers: dict[str, str], stream: bool
-    ) -> requests.Response:
-        return self._session.request(
-            method,
-            url,
-            headers=headers,
-            timeout=TIMEOUT,
-            verify=host.verify,
-            stream=stream,
-            allow_redirects=method == "GET",
-        )
-
-    def _learn(self, host: _Host, response: requests.Response) -> bool:
-        """Remember the registry's challenge; True when it is new and worth a second try."""
-        header = response.headers.get("WWW-Authenticate", "")
-        known = {c.scheme: c for c in challenge.parse(header)}
+    def _learn(self, api_host: str, answer: _Answer) -> bool:
+        """Remember the registry's challenge; False when it has none we can answer."""
+        known = {c.scheme: c for c in challenge.parse(answer.headers.get("WWW-Authenticate", ""))}
         found = known.get("bearer") or known.get("basic")
-        if found is None or found == host.challenge:
+        if found is None:
             return False
-        host.challenge = found
+        self.cache.challenges[api_host] = found
         return True
 
     def _host(self, name: str) -> _Host:
-        with self._hosts_lock:
+        with self._lock:
             host = self._hosts.setdefault(name, _Host())
         with host.lock:
-            if host.base is None:
+            if not host.scheme:
                 self._probe(name, host)
         return host
 
     def _probe(self, name: str, host: _Host) -> None:
-        """Choose https or (where allowed) http, without an HTTP request the registry counts."""
+        """https, verified by default; plain http only where allowed and the server wants it."""
         settings = self._settings(name)
-        host.verify = str(settings.ca_file) if settings.ca_file else not settings.insecure
-        if host.verify is False:
-            # The user chose `insecure = true`; a warning per request would only flood the journal.
-            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
-        if not (settings.insecure or _loopback(name)):
-            host.base = f"https://{name}"
-            return
-        host.base = f"https://{name}" if _speaks_tls(name) else f"http://{name}"
+        if settings.insecure:
+            context = ssl._create_unverified_context()  # the user chose `insecure = true`
+        else:
+            cafile = str(settings.ca_file) if settings.ca_file else None
+            context = ssl.create_default_context(cafile=cafile)
+        host.context = context
+        plain_allowed = settings.insecure or _loopback(name)
+        host.scheme = "http" if plain_allowed and not _speaks_tls(name) else "https"
 
-    def _authorization(self, ref: Reference, host: _Host) -> str | None:
-        found = host.challenge
+    def _authorization(self, ref: Reference) -> str | None:
+        found = self.cache.challenges.get(ref.api_host)
         if found is None:
             return None
-        credential = self._docker_config.credential(ref.registry)
         if found.scheme == "basic":
+            credential = self.docker_config.credential(ref.registry)
             if credential is None or credential.username is None:
                 return None
-            return requests.auth._basic_auth_str(credential.username, credential.password or "")
-        return f"Bearer {self._token(ref, found, credential).value}"
+            raw = f"{credential.username}:{credential.password or ''}".encode()
+            return "Basic " + base64.b64encode(raw).decode()
+        return f"Bearer {self._token(ref, found).value}"
 
-    def _token(
-        self, ref: Reference, found: challenge.Challenge, credential: Credential | None
-    ) -> Token:
-        realm = found.realm or ""
-        service = found.params.get("service", "")
+    def _token_key(self, ref: Reference) -> str:
+        found = self.cache.challenges.get(ref.api_host) or Challenge("")
         scope = f"repository:{ref.path}:pull"
-        key = "\0".join([realm, service, scope, credential.fingerprint if credential else ""])
-        with self._hosts_lock:
+        return " ".join([found.realm or "", found.params.get("service", ""), scope])
+
+    def _token(self, ref: Reference, found: Challenge) -> Token:
+        key = self._token_key(ref)
+        with self._lock:
             lock = self._token_locks.setdefault(key, threading.Lock())
         with lock:
-            token = self.tokens.get(key)
+            token = self.cache.tokens.get(key)
             if token is None or token.expires - 10 < time.time():
-                token = self._fetch_token(ref, realm, service, scope, credential)
-                self.tokens[key] = token
+                token = self._fetch_token(ref, found)
+                self.cache.tokens[key] = token
             return token
 
-    def _fetch_token(
-        self,
-        ref: Reference,
-        realm: str,
-        service: str,
-        scope: str,
-        credential: Credential | None,
-    ) -> Token:
+    def _fetch_token(self, ref: Reference, found: Challenge) -> Token:
+        realm = found.realm or ""
         what = f"checking {ref}: getting a token from {realm or '(no realm)'}"
         parts = urlsplit(realm)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise RegistryError(f"{what}: the registry's realm is not an http(s) URL")
-        if parts.scheme == "http" and not _loopback(parts.hostname):
+        credential = self.docker_config.credential(ref.registry)
+        if parts.scheme == "http" and not _loopback(parts.netloc):
             credential = None  # never send a password in clear text across the network
-        params = {"scope": scope, "service": service} if service else {"scope": scope}
+        params = {"scope": f"repository:{ref.path}:pull"}
+        if found.params.get("service"):
+            params["service"] = found.params["service"]
+        context = self._host(ref.api_host).context
+        headers: dict[str, str] = {}
         if credential and credential.identity_token:
-            data = {**params, "grant_type": "refresh_token", "client_id": "updater"}
-            data["refresh_token"] = credential.identity_token
-            response = self._session.post(realm, data=data, timeout=TIMEOUT)
+            form = {**params, "grant_type": "refresh_token", "client_id": "updater"}
+            form["refresh_token"] = credential.identity_token
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            answer = self._pool.request(
+                "POST", realm, headers, context, SMALL_BODY, urlencode(form).encode()
+            )
         else:
-            auth = (credential.username or "", credential.password or "") if credential else None
-            response = self._session.get(realm, params=params, auth=auth, timeout=TIMEOUT)
-        if response.status_code != 200:
-            raise RegistryError(f"{what}: {_status(response)}{_credential_hint(self, ref)}")
-        return _parse_token(response, what)
+            if credential and credential.username is not None:
+                raw = f"{credential.username}:{credential.password or ''}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+            sep = "&" if parts.query else "?"
+            answer = self._pool.request(
+                "GET", f"{realm}{sep}{urlencode(params)}", headers, context, SMALL_BODY
+            )
+        if answer.status != 200:
+            raise RegistryError(f"{what}: {_status(answer)}{self._credential_hint(ref)}")
+        return parse_token(answer.body, what)
 
     def _digest_of_body(self, ref: Reference) -> str:
         """No digest header: GET the manifest and hash its exact bytes, up to a size cap."""
-        with self._manifest(ref, "GET", stream=True) as response:
-            if response.status_code != 200:
-                raise RegistryError(f"checking {ref}: {self._explain(ref, response)}")
-            body = bytearray()
-            for chunk in response.iter_content(65536):
-                body += chunk
-                if len(body) > MANIFEST_CAP:
-                    too_big = f"manifest larger than {MANIFEST_CAP} bytes"
-                    raise RegistryError(f"checking {ref}: {too_big}")
-        return "sha256:" + hashlib.sha256(body).hexdigest()
+        answer = self._manifest(ref, "GET")
+        if answer.status != 200:
+            raise RegistryError(f"checking {ref}: {self._explain(ref, answer)}")
+        return "sha256:" + hashlib.sha256(answer.body).hexdigest()
 
-    def _explain(self, ref: Reference, response: requests.Response) -> str:
-        code = response.status_code
+    def _explain(self, ref: Reference, answer: _Answer) -> str:
+        code = answer.status
         if code == 401:
-            return f"{_status(response)}{_credential_hint(self, ref)}"
+            return f"{_status(answer)}{self._credential_hint(ref)}"
         if code == 404:
-            return f"{_status(response)}; does the tag {ref.tag!r} exist in {ref.repository}?"
+            return f"{_status(answer)}; does the tag {ref.tag!r} exist in {ref.repository}?"
         if code == 429:
-            after = response.headers.get("Retry-After", "")
+            after = answer.headers.get("Retry-After", "").strip()[:40]
             wait = f"; retry after {after}" + (" s" if after.isdigit() else "") if after else ""
-            return f"{_status(response)}: rate limited{wait}"
-        return _status(response)
+            return f"{_status(answer)}: rate limited{wait}"
+        return _status(answer)
+
+    def _credential_hint(self, ref: Reference) -> str:
+        path = self.docker_config.path
+        if self.docker_config.credential(ref.registry) is None:
+            return f"; no credentials for {ref.registry} in {path} (docker login {ref.registry})"
+        return f"; are the credentials for {ref.registry} in {path} still valid?"
 
 
-def _parse_token(response: requests.Response, what: str) -> Token:
+class _Pool:
+    """Kept-alive connections per origin, shared by the check threads."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        context: ssl.SSLContext | None,
+        cap: int,
+        body: bytes | None = None,
+    ) -> _Answer:
+        parts = urlsplit(url)
+        origin = (parts.scheme, parts.netloc)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers = {"User-Agent": _USER_AGENT, **headers}
+        for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile
+            connection, reused = self._take(origin, context)
+            try:
+                connection.request(method, target or "/", body=body, headers=headers)
+                response = connection.getresponse()
+                data = b"" if method == "HEAD" else _read_capped(response, cap)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                connection.close()
+                if reused and attempt == 1:
+                    continue
+                raise
+            except BaseException:
+                connection.close()
+                raise
+            self._give_back(origin, connection, response)
+            return _Answer(response.status, response.reason, response.msg, data)
+        raise AssertionError("unreachable")
+
+    def _take(
+        self, origin: tuple[str, str], context: ssl.SSLContext | None
+    ) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            idle = self._idle.get(origin)
+            if idle:
+                return idle.pop(), True
+        scheme, netloc = origin
+        if scheme == "https":
+            return http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=context), False
+        return http.client.HTTPConnection(netloc, timeout=TIMEOUT), False
+
+    def _give_back(
+        self,
+        origin: tuple[str, str],
+        connection: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+    ) -> None:
+        if response.will_close or not response.isclosed():
+            connection.close()
+            return
+        with self._lock:
+            self._idle.setdefault(origin, []).append(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            for connections in self._idle.values():
+                for connection in connections:
+                    connection.close()
+            self._idle.clear()
+
+
+def _read_capped(response: http.client.HTTPResponse, cap: int) -> bytes:
+    data = response.read(cap + 1)
+    if len(data) > cap:
+        raise RegistryError(f"answer larger than {cap} bytes (manifests are smaller)")
+    if not response.isclosed():
+        response.read()  # drain what is left so the connection can be reused
+    return data
+
+
+def parse_token(body: bytes, what: str) -> Token:
+    """The token in a token server's JSON answer; expiry defaults to 60 s, at most a day."""
     try:
-        body = response.json()
-        value = body.get("token") or body.get("access_token")
-        expires_in = body.get("expires_in", 60)
-    except (ValueError, AttributeError) as err:
-        raise RegistryError(f"{what}: the answer is not a JSON token") from err
+        data = json.loads(body)
+    except ValueError as err:
+        raise RegistryError(f"{what}: the answer is not JSON") from err
+    if not isinstance(data, dict):
+        raise RegistryError(f"{what}: the answer is not a JSON object")
+    value = data.get("token") or data.get("access_token")
     if not isinstance(value, str) or not value:
         raise RegistryError(f"{what}: the answer has no token")
-    if not isinstance(expires_in, int | float) or isinstance(expires_in, bool) or expires_in <= 0:
+    expires_in = data.get("expires_in", 60)
+    valid = isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
+    if not valid or not 0 < expires_in < float("inf"):
         expires_in = 60
     return Token(value=value, expires=time.time() + min(float(expires_in), 86400.0))
 
 
-def _status(response: requests.Response) -> str:
-    return f"registry answered {response.status_code} {response.reason or ''}".rstrip()
-
-
-def _credential_hint(registries: Registries, ref: Reference) -> str:
-    path = registries._docker_config.path
-    if registries._docker_config.credential(ref.registry) is None:
-        return f"; no credentials for {ref.registry} in {path} (docker login {ref.registry})"
-    return f"; are the credentials for {ref.registry} in {path} still valid?"
-
-
-def _tls_hint(ref: Reference) -> str:
-    return f' (set ca_file in [registries."{ref.api_host}"] for a private CA)'
-
-
-def _reason(err: Exception) -> str:
-    """The cause of a requests error, without urllib3's object addresses."""
-    inner = err.args[0] if err.args else err
-    inner = getattr(inner, "reason", inner)  # urllib3's MaxRetryError wraps the cause
-    return re.sub(r"^<[^>]+>: ", "", str(inner))
+def _status(answer: _Answer) -> str:
+    return f"registry answered {answer.status} {answer.reason or ''}".rstrip()
 
 
 def _split_host(host: str) -> tuple[str, int | None]:
@@ -293,16 +399,11 @@ def _loopback(host: str) -> bool:
 
 def _speaks_tls(host: str) -> bool:
     """Whether the server answers a TLS handshake (a plain-HTTP registry does not)."""
-    import socket
-    import ssl
-
     name, port = _split_host(host)
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = ssl._create_unverified_context()  # only asks whether TLS is spoken at all
     try:
         with (
-            socket.create_connection((name, port or 443), timeout=TIMEOUT[0]) as sock,
+            socket.create_connection((name, port or 443), timeout=TIMEOUT) as sock,
             context.wrap_socket(sock, server_hostname=name),
         ):
             return True

@@ -21,13 +21,13 @@ from typing import Any
 import sdnotify
 
 from updater import systemd
-from updater.check import WORKERS, Checked, Status, check_all
+from updater.check import Checked, Status, check_all
 from updater.config import Config, Unit
 from updater.engine import Engine, Image
 from updater.errors import UpdaterError
 from updater.health import Expectation, Observation, Verdict, verify
-from updater.registry import Registries
-from updater.state import State, lock
+from updater.registry import AuthCache, Registries
+from updater.state import State, lock, read_cache, write_cache
 
 log = logging.getLogger("updater")
 
@@ -65,7 +65,7 @@ def run(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Report]:
     with lock(state_dir):
         state = State.load(state_dir)
         notify.notify(f"STATUS=checking {len(units)} unit(s)")
-        registries = Registries(config.registry, pool_size=WORKERS)
+        registries = Registries(config.registry, cache=AuthCache.from_json(read_cache(state_dir)))
         try:
             engine = Engine()
         except UpdaterError as err:
@@ -81,6 +81,7 @@ def run(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Report]:
         finally:
             engine.close()
             registries.close()
+            write_cache(state_dir, registries.cache.to_json())
     _summarise(reports)
     notify.notify(f"STATUS={summary(reports)}")
     return reports
