@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from updater.errors import RegistryError
+
+log = logging.getLogger("updater")
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"  # how the docker CLI names Docker Hub
 HELPER_TIMEOUT = 10
@@ -69,6 +72,13 @@ class DockerConfig:
         if self._data is None:
             try:
                 with open(self.path, "rb") as f:
+                    if os.fstat(f.fileno()).st_mode & 0o077:
+                        log.warning(
+                            "%s is readable by other users; it holds registry credentials "
+                            "(chmod 600 %s)",
+                            self.path,
+                            self.path,
+                        )
                     data = json.load(f)
             except FileNotFoundError:
                 data = {}

@@ -24,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 from updater import challenge
 from updater.challenge import Challenge
 from updater.config import RegistrySettings
-from updater.credentials import DockerConfig
+from updater.credentials import Credential, DockerConfig
 from updater.errors import RegistryError
 from updater.reference import Reference
 
@@ -225,9 +225,7 @@ class Registries:
         parts = urlsplit(realm)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise RegistryError(f"{what}: the registry's realm is not an http(s) URL")
-        credential = self.docker_config.credential(ref.registry)
-        if parts.scheme == "http" and not _loopback(parts.netloc):
-            credential = None  # never send a password in clear text across the network
+        credential = self._realm_credential(ref, parts.netloc, parts.scheme)
         params = {"scope": f"repository:{ref.path}:pull"}
         if found.params.get("service"):
             params["service"] = found.params["service"]
@@ -251,6 +249,16 @@ class Registries:
         if answer.status != 200:
             raise RegistryError(f"{what}: {_status(answer)}{self._credential_hint(ref)}")
         return parse_token(answer.body, what)
+
+    def _realm_credential(self, ref: Reference, realm_host: str, scheme: str) -> Credential | None:
+        """The registry's credential goes to its token realm only on the same site (Docker
+        Hub's auth.docker.io for registry-1.docker.io), or to a realm host the Docker config
+        itself has credentials for; never in clear text across the network."""
+        if scheme == "http" and not _loopback(realm_host):
+            return None
+        if _same_site(_split_host(realm_host)[0], _split_host(ref.api_host)[0]):
+            return self.docker_config.credential(ref.registry)
+        return self.docker_config.credential(realm_host)
 
     def _digest_of_body(self, ref: Reference) -> str:
         """No digest header: GET the manifest and hash its exact bytes, up to a size cap."""
@@ -385,6 +393,15 @@ def _split_host(host: str) -> tuple[str, int | None]:
     if match is None or (":" in match.group(1) and not host.startswith("[")):
         return host, None
     return match.group(1), int(match.group(2)) if match.group(2) else None
+
+
+def _same_site(a: str, b: str) -> bool:
+    """Same host, or the same last two DNS labels (auth.docker.io and registry-1.docker.io)."""
+    if a == b:
+        return True
+    if _loopback(a) or _loopback(b) or a.replace(".", "").isdigit():
+        return False
+    return a.split(".")[-2:] == b.split(".")[-2:] and a.count(".") >= 1
 
 
 def _loopback(host: str) -> bool:
