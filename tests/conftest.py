@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.testbed.apps import App
 from tests.testbed.engine import Dockerd
+from tests.testbed.machine import Machine, build_root, python_wheels
 from tests.testbed.registry import Registry
 from updater.cli import main
 
@@ -155,3 +157,55 @@ def engine_snapshot(dockerd: Dockerd) -> str:
 
 def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=True, **kwargs)  # type: ignore[call-overload]
+
+
+# The system tier: one booted systemd for the session, the updater installed in it.
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def system_registry(tmp_path_factory) -> Registry:
+    needs("docker-registry")
+    with Registry(tmp_path_factory.mktemp("registry")) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="session")
+def machine(dockerd: Dockerd, tmp_path_factory) -> Machine:
+    """A booted systemd with the updater installed from wheels, units/ installed, no timer."""
+    needs("systemd-nspawn", "mmdebstrap")
+    cache = Path(os.environ.get("UPDATER_TEST_CACHE", "/var/cache/updater-tests"))
+    root = build_root(cache)
+    wheels = python_wheels(PROJECT, tmp_path_factory.mktemp("wheels"))
+    binds = [(dockerd.socket, "/run/docker.sock"), (wheels, "/wheels")]
+    with Machine(root, tmp_path_factory.mktemp("machine"), "updater-system", binds) as machine:
+        machine.run("python3", "-m", "venv", "/opt/updater")
+        machine.run(
+            "/opt/updater/bin/pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--find-links",
+            "/wheels",
+            "updater",
+        )
+        machine.write_file(
+            "/etc/systemd/system/updater.service", (PROJECT / "units/updater.service").read_text()
+        )
+        machine.run("systemctl", "daemon-reload")
+        yield machine
+
+
+@pytest.fixture
+def new_app(machine, dockerd, system_registry):
+    made: list[App] = []
+
+    def make(**policy: object) -> App:
+        app = App(machine, dockerd, system_registry.host, **policy)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        machine.run("systemctl", "stop", app.unit, check=False)

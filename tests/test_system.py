@@ -7,144 +7,13 @@ outcomes, exit codes, the image the container runs, InvocationIDs and the journa
 from __future__ import annotations
 
 import json
-import os
-import uuid
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import needs
-from tests.testbed.engine import Dockerd, build_image, push
-from tests.testbed.machine import Machine, build_root, python_wheels
+from tests.testbed.apps import UPDATER, configure, outcome, updater
 from tests.testbed.proxy import Proxy
-from tests.testbed.registry import Registry
 
 pytestmark = pytest.mark.system
-
-PROJECT = Path(__file__).resolve().parents[1]
-UPDATER = "/opt/updater/bin/updater"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory) -> Registry:
-    needs("docker-registry")
-    with Registry(tmp_path_factory.mktemp("registry")) as registry:
-        yield registry
-
-
-@pytest.fixture(scope="module")
-def machine(dockerd: Dockerd, tmp_path_factory) -> Machine:
-    """A booted systemd with the updater installed from wheels, units/ installed, no timer."""
-    needs("systemd-nspawn", "mmdebstrap")
-    cache = Path(os.environ.get("UPDATER_TEST_CACHE", "/var/cache/updater-tests"))
-    root = build_root(cache)
-    wheels = python_wheels(PROJECT, tmp_path_factory.mktemp("wheels"))
-    binds = [(dockerd.socket, "/run/docker.sock"), (wheels, "/wheels")]
-    with Machine(root, tmp_path_factory.mktemp("machine"), "updater-system", binds) as machine:
-        machine.run("python3", "-m", "venv", "/opt/updater")
-        machine.run(
-            "/opt/updater/bin/pip",
-            "install",
-            "-q",
-            "--no-index",
-            "--find-links",
-            "/wheels",
-            "updater",
-        )
-        machine.write_file(
-            "/etc/systemd/system/updater.service", (PROJECT / "units/updater.service").read_text()
-        )
-        machine.run("systemctl", "daemon-reload")
-        yield machine
-
-
-class App:
-    """One app unit in the machine, its image repository in the registry, its container."""
-
-    def __init__(self, machine: Machine, dockerd: Dockerd, registry_host: str, **policy: object):
-        self.machine, self.dockerd = machine, dockerd
-        self.name = f"app-{uuid.uuid4().hex[:8]}"
-        self.unit = f"{self.name}.service"
-        self.ref = f"{registry_host}/acme/{self.name}:prod"
-        self.policy = {"settle": 2, "health_timeout": 20, **policy}
-        self.images: dict[str, str] = {}  # seed -> image ID
-
-    def publish(self, seed: str, keep_local: bool = False, **image: object) -> str:
-        """Build and push a new image to the tag (what CI does on git push); its digest.
-
-        The engine then forgets it, as a host that did not build it would, unless `keep_local`
-        (someone pulled it by hand: the tag moved, the container still runs the old image).
-        """
-        self.images[seed] = build_image(self.dockerd, self.ref, seed=f"{self.name}-{seed}", **image)
-        digest = push(self.dockerd, self.ref)
-        if not keep_local:
-            self.dockerd.docker("rmi", self.ref)
-        return digest
-
-    def install(self) -> None:
-        """Write the unit (as Flatcar's canonical one), start it, wait for its container."""
-        docker = "/usr/local/bin/docker"
-        self.machine.write_file(
-            f"/etc/systemd/system/{self.unit}",
-            f"""[Unit]
-Description=test app {self.name}
-
-[Service]
-ExecStartPre=-{docker} rm --force {self.name}
-ExecStart={docker} run --rm --name {self.name} --network none {self.ref}
-ExecStop={docker} stop --time 5 {self.name}
-SuccessExitStatus=143
-Restart=always
-RestartSec=1
-TimeoutStartSec=0
-""",
-        )
-        self.machine.run("systemctl", "daemon-reload")
-        self.machine.run("systemctl", "start", self.unit)
-        self.machine.wait_for(lambda: self.running_image() is not None, 30, f"{self.name} running")
-
-    def config(self) -> str:
-        lines = [f'[units."{self.unit}"]', f'image = "{self.ref}"']
-        lines += [f"{key} = {json.dumps(value)}" for key, value in self.policy.items()]
-        return "\n".join(lines) + "\n"
-
-    def running_image(self) -> str | None:
-        found = self.dockerd.docker(
-            "inspect", "--format", "{{.State.Running}} {{.Image}}", self.name, check=False
-        )
-        running, _, image = found.stdout.strip().partition(" ")
-        return image if running == "true" else None
-
-    def show(self, prop: str) -> str:
-        return self.machine.run("systemctl", "show", "-P", prop, self.unit).stdout.strip()
-
-
-def configure(machine: Machine, *apps: App) -> None:
-    machine.write_file("/etc/updater/config.toml", "".join(app.config() for app in apps))
-
-
-def updater(machine: Machine, *args: str) -> tuple[int, list[dict]]:
-    done = machine.run(UPDATER, "run", "--json", *args, check=False, timeout=300)
-    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None
-
-
-def outcome(reports: list[dict], app: App) -> dict:
-    [report] = [r for r in reports if r["unit"] == app.unit]
-    return report
-
-
-@pytest.fixture
-def new_app(machine, dockerd, registry):
-    made: list[App] = []
-
-    def make(**policy: object) -> App:
-        app = App(machine, dockerd, registry.host, **policy)
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        machine.run("systemctl", "stop", app.unit, check=False)
 
 
 def test_updated_then_unchanged(machine, new_app):
@@ -244,7 +113,8 @@ def test_crash_after_start_under_restart_always_is_rolled_back(machine, new_app)
     assert app.show("ActiveState") == "active"
 
 
-def test_registry_killed_during_the_pull(machine, new_app, registry, dockerd):
+def test_registry_killed_during_the_pull(machine, new_app, system_registry):
+    registry = system_registry
     proxy = Proxy(registry.url)
     app = new_app()
     app.ref = f"{proxy.host}/acme/{app.name}:prod"  # the engine and the updater go through it
@@ -280,7 +150,8 @@ def test_registry_killed_during_the_pull(machine, new_app, registry, dockerd):
             registry.restart()
 
 
-def test_container_behind_its_tag_restarts_without_pulling(machine, new_app, registry):
+def test_container_behind_its_tag_restarts_without_pulling(machine, new_app, system_registry):
+    registry = system_registry
     app = new_app()
     app.publish("v1")
     app.install()

@@ -181,8 +181,6 @@ class Engine:
         try:
             with _translated(f"removing image {image_id[:19]}"):
                 self.api.remove_image(image_id, noprune=False)
-        except _not_found():
-            return True
         except EngineError:
             return False
         return True
@@ -215,8 +213,6 @@ def _translated(what: str) -> Iterator[None]:
 
     try:
         yield
-    except docker_errors.NotFound:
-        raise
     except docker_errors.APIError as err:
         raise EngineError(f"{what}: {err.explanation or err}") from err
     except docker_errors.DockerException as err:

@@ -115,6 +115,7 @@ class Registries:
         self._lock = threading.Lock()
         self._token_locks: dict[str, threading.Lock] = {}
         self._pool = _Pool()
+        self._learned: set[str] = set()  # hosts whose challenge this run has seen itself
 
     def close(self) -> None:
         self._pool.close()
@@ -146,7 +147,14 @@ class Registries:
     def _manifest(self, ref: Reference, method: str) -> _Answer:
         host = self._host(ref.api_host)
         url = f"{host.scheme}://{ref.api_host}/v2/{ref.path}/manifests/{ref.tag}"
-        sent = self._authorization(ref)
+        try:
+            sent = self._authorization(ref)
+        except RegistryError:
+            if ref.api_host in self._learned:
+                raise
+            # A challenge cached by an earlier run may be stale: ask the registry afresh.
+            self.cache.challenges.pop(ref.api_host, None)
+            sent = None
         answer = self._send(method, url, host, sent)
         if answer.status == 401 and self._learn(ref.api_host, answer):
             self.cache.tokens.pop(self._token_key(ref), None)  # expired or revoked early
@@ -169,6 +177,7 @@ class Registries:
         if found is None:
             return False
         self.cache.challenges[api_host] = found
+        self._learned.add(api_host)
         return True
 
     def _host(self, name: str) -> _Host:
@@ -230,25 +239,36 @@ class Registries:
         if found.params.get("service"):
             params["service"] = found.params["service"]
         context = self._host(ref.api_host).context
+        try:
+            answer = self._ask_for_token(realm, params, credential, context)
+        except (ssl.SSLError, OSError, http.client.HTTPException) as err:
+            reason = getattr(err, "strerror", None) or getattr(err, "reason", None) or repr(err)
+            raise RegistryError(f"{what}: {reason}") from err
+        if answer.status != 200:
+            raise RegistryError(f"{what}: {_status(answer)}{self._credential_hint(ref)}")
+        return parse_token(answer.body, what)
+
+    def _ask_for_token(
+        self,
+        realm: str,
+        params: dict[str, str],
+        credential: Credential | None,
+        context: ssl.SSLContext | None,
+    ) -> _Answer:
+        """GET realm?scope&service (Basic auth when we have a password), or the OAuth2 POST
+        that trades an identity token for an access token."""
         headers: dict[str, str] = {}
         if credential and credential.identity_token:
             form = {**params, "grant_type": "refresh_token", "client_id": "updater"}
             form["refresh_token"] = credential.identity_token
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-            answer = self._pool.request(
-                "POST", realm, headers, context, SMALL_BODY, urlencode(form).encode()
-            )
-        else:
-            if credential and credential.username is not None:
-                raw = f"{credential.username}:{credential.password or ''}".encode()
-                headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
-            sep = "&" if parts.query else "?"
-            answer = self._pool.request(
-                "GET", f"{realm}{sep}{urlencode(params)}", headers, context, SMALL_BODY
-            )
-        if answer.status != 200:
-            raise RegistryError(f"{what}: {_status(answer)}{self._credential_hint(ref)}")
-        return parse_token(answer.body, what)
+            body = urlencode(form).encode()
+            return self._pool.request("POST", realm, headers, context, SMALL_BODY, body)
+        if credential and credential.username is not None:
+            raw = f"{credential.username}:{credential.password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+        url = f"{realm}{'&' if urlsplit(realm).query else '?'}{urlencode(params)}"
+        return self._pool.request("GET", url, headers, context, SMALL_BODY)
 
     def _realm_credential(self, ref: Reference, realm_host: str, scheme: str) -> Credential | None:
         """The registry's credential goes to its token realm only on the same site (Docker

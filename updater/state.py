@@ -66,11 +66,14 @@ class State:
 @contextmanager
 def lock(directory: Path) -> Iterator[None]:
     """Hold STATE_DIR/lock exclusively for the whole run; LockHeld when another run has it."""
+    path = directory / "lock"
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as err:
-        raise UpdaterError(f"cannot use state directory {directory}: {err.strerror}") from err
+        if not path.exists():
+            raise UpdaterError(f"cannot use state directory {directory}: {err.strerror}") from err
+        fd = os.open(path, os.O_RDONLY)  # a read-only state directory still serialises runs
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

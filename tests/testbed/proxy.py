@@ -22,13 +22,15 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgra
 class Proxy(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, upstream: str) -> None:
+    allow_reuse_address = True
+
+    def __init__(self, upstream: str, port: int = 0) -> None:
         self.upstream = upstream
         self.fault: Fault | None = None
         self.seen: list[tuple[str, str]] = []
         self._session = requests.Session()
         self._session.trust_env = False
-        super().__init__(("127.0.0.1", 0), _handler(self))
+        super().__init__(("127.0.0.1", port), _handler(self))
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()
 

@@ -1,0 +1,86 @@
+"""Apps for the system tier: a unit in the nspawn machine, its repository, its container."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from tests.testbed.engine import Dockerd, build_image, push
+from tests.testbed.machine import Machine
+
+UPDATER = "/opt/updater/bin/updater"
+
+
+class App:
+    """One app unit in the machine, its image repository in the registry, its container."""
+
+    def __init__(self, machine: Machine, dockerd: Dockerd, registry_host: str, **policy: object):
+        self.machine, self.dockerd = machine, dockerd
+        self.name = f"app-{uuid.uuid4().hex[:8]}"
+        self.unit = f"{self.name}.service"
+        self.ref = f"{registry_host}/acme/{self.name}:prod"
+        self.policy = {"settle": 2, "health_timeout": 20, **policy}
+        self.images: dict[str, str] = {}  # seed -> image ID
+
+    def publish(self, seed: str, keep_local: bool = False, **image: object) -> str:
+        """Build and push a new image to the tag (what CI does on git push); its digest.
+
+        The engine then forgets it, as a host that did not build it would, unless `keep_local`
+        (someone pulled it by hand: the tag moved, the container still runs the old image).
+        """
+        self.images[seed] = build_image(self.dockerd, self.ref, seed=f"{self.name}-{seed}", **image)
+        digest = push(self.dockerd, self.ref)
+        if not keep_local:
+            self.dockerd.docker("rmi", self.ref)
+        return digest
+
+    def install(self) -> None:
+        """Write the unit (as Flatcar's canonical one), start it, wait for its container."""
+        docker = "/usr/local/bin/docker"
+        self.machine.write_file(
+            f"/etc/systemd/system/{self.unit}",
+            f"""[Unit]
+Description=test app {self.name}
+
+[Service]
+ExecStartPre=-{docker} rm --force {self.name}
+ExecStart={docker} run --rm --name {self.name} --network none {self.ref}
+ExecStop={docker} stop --time 5 {self.name}
+SuccessExitStatus=143
+Restart=always
+RestartSec=1
+TimeoutStartSec=0
+""",
+        )
+        self.machine.run("systemctl", "daemon-reload")
+        self.machine.run("systemctl", "start", self.unit)
+        self.machine.wait_for(lambda: self.running_image() is not None, 30, f"{self.name} running")
+
+    def config(self) -> str:
+        lines = [f'[units."{self.unit}"]', f'image = "{self.ref}"']
+        lines += [f"{key} = {json.dumps(value)}" for key, value in self.policy.items()]
+        return "\n".join(lines) + "\n"
+
+    def running_image(self) -> str | None:
+        found = self.dockerd.docker(
+            "inspect", "--format", "{{.State.Running}} {{.Image}}", self.name, check=False
+        )
+        running, _, image = found.stdout.strip().partition(" ")
+        return image if running == "true" else None
+
+    def show(self, prop: str) -> str:
+        return self.machine.run("systemctl", "show", "-P", prop, self.unit).stdout.strip()
+
+
+def configure(machine: Machine, *apps: App) -> None:
+    machine.write_file("/etc/updater/config.toml", "".join(app.config() for app in apps))
+
+
+def updater(machine: Machine, *args: str) -> tuple[int, list[dict]]:
+    done = machine.run(UPDATER, "run", "--json", *args, check=False, timeout=300)
+    return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None
+
+
+def outcome(reports: list[dict], app: App) -> dict:
+    [report] = [r for r in reports if r["unit"] == app.unit]
+    return report
