@@ -1,15 +1,31 @@
 #!/usr/bin/env bash
 # Install (or upgrade in place) the updater on this host, from this checkout. Run as root.
 #
-#   ./install.sh [--python PATH]    install or upgrade; keeps /etc/updater and /var/lib/updater
-#   ./install.sh --uninstall        remove the program and its units; keep configuration and state
+#   ./install.sh [--python PATH]                install or upgrade; keeps /etc/updater and /var/lib/updater
+#   ./install.sh --python-standalone FILE|URL   the same on a relocatable CPython (hosts without Python)
+#   ./install.sh --uninstall                    remove the program and its units; keep configuration and state
 #
 # Where things go: the program in its own virtual environment under /opt/updater, `updater` on
 # root's PATH (/usr/local/bin, or /opt/bin where /usr is read-only as on Flatcar), the units in
 # /etc/systemd/system, a commented example /etc/updater/config.toml only if there is none.
+#
+# --python-standalone takes a python-build-standalone "install_only" tarball (a file, or an https
+# URL fetched with curl) for this machine's architecture. Its sha256 must equal the one pinned
+# below for that architecture, checked before anything is unpacked; it is unpacked to
+# /opt/updater-python, beside the venv and not inside it, so that re-creating the venv never
+# removes the interpreter it is made from. Later runs of ./install.sh (upgrades) use it again
+# without the option; --uninstall removes it too.
 set -euo pipefail
 
+# The pinned relocatable CPython: https://github.com/astral-sh/python-build-standalone/releases
+# (sha256 values as in that release's SHA256SUMS). To move to another release, change all four.
+PBS_RELEASE=20260610
+PBS_PYTHON=3.12.13
+PBS_SHA256_x86_64=c218f50baeb2c06a30c2f03db5986b2bad6ab7c8a52faad2d5a59bda0677b93a
+PBS_SHA256_aarch64=bc74cf1bb517651868342b0619b21eaaf9f94a2022c9c61886dd980e16fb091b
+
 PREFIX=/opt/updater
+STANDALONE=/opt/updater-python
 UNIT_DIR=/etc/systemd/system
 CONFIG_DIR=/etc/updater
 SOURCE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,21 +34,29 @@ die() { echo "install.sh: $*" >&2; exit 1; }
 say() { echo "install.sh: $*"; }
 
 usage() {
-    sed -n '2,5s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,6s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     exit "${1:-0}"
 }
 
 python=""
+standalone=""
+standalone_sha=""
 action=install
 while [ $# -gt 0 ]; do
     case "$1" in
         --python) [ $# -ge 2 ] || die "--python needs a path"; python=$2; shift 2 ;;
         --python=*) python=${1#--python=}; shift ;;
+        --python-standalone) [ $# -ge 2 ] || die "--python-standalone needs a file or an https URL"
+            standalone=$2; shift 2 ;;
+        --python-standalone=*) standalone=${1#--python-standalone=}; shift ;;
         --uninstall) action=uninstall; shift ;;
         -h|--help) usage 0 ;;
         *) echo "install.sh: unknown argument: $1" >&2; usage 2 ;;
     esac
 done
+if [ -n "$python" ] && [ -n "$standalone" ]; then
+    die "--python and --python-standalone exclude each other"
+fi
 
 # Where `updater` goes on PATH: /usr/local/bin unless /usr is read-only (Flatcar), then /opt/bin.
 bin_dir() {
@@ -47,7 +71,8 @@ bin_dir() {
 # A Python >= 3.11 with venv: --python, then the usual names on PATH.
 find_python() {
     local candidates=("$@")
-    [ ${#candidates[@]} -gt 0 ] || candidates=(python3 python3.13 python3.12 python3.11 /opt/python/bin/python3)
+    # An earlier --python-standalone comes first: upgrades keep the interpreter it was installed on.
+    [ ${#candidates[@]} -gt 0 ] || candidates=("$STANDALONE/bin/python3" python3 python3.13 python3.12 python3.11 /opt/python/bin/python3)
     for candidate in "${candidates[@]}"; do
         command -v "$candidate" >/dev/null 2>&1 || continue
         if "$candidate" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -64,11 +89,83 @@ install.sh: no Python >= 3.11 with the venv module found${python:+ at $python}.
   Debian/Ubuntu: apt-get install python3 python3-venv
   Flatcar:       enable the official python system extension
                    echo python >> /etc/flatcar/enabled-sysext.conf  (then reboot)
-                 or unpack a relocatable CPython (python-build-standalone, install_only) under
-                 /opt/python and run: ./install.sh --python /opt/python/bin/python3
-                 (README.md, "Flatcar", has the pinned version and its sha256)
+                 or use the pinned relocatable CPython (python-build-standalone $PBS_PYTHON):
+                   ./install.sh --python-standalone \\
+                     $(standalone_url)
 MSG
     exit 1
+}
+
+# The pinned python-build-standalone tarball for this machine, and its sha256.
+standalone_arch() {
+    case "$(uname -m)" in
+        x86_64|amd64) echo x86_64 ;;
+        aarch64|arm64) echo aarch64 ;;
+        *) return 1 ;;
+    esac
+}
+
+standalone_url() {
+    local arch
+    arch=$(standalone_arch) || arch=x86_64
+    echo "https://github.com/astral-sh/python-build-standalone/releases/download/$PBS_RELEASE/cpython-$PBS_PYTHON+$PBS_RELEASE-$arch-unknown-linux-gnu-install_only.tar.gz"
+}
+
+# Check FILE against the sha256 pinned for this architecture, before anything is unpacked; the
+# sum goes to $standalone_sha.
+verify_standalone() {
+    local file=$1 arch expected actual var
+    arch=$(standalone_arch) || die "no python-build-standalone is pinned for $(uname -m) (x86_64 and aarch64 are)"
+    var=PBS_SHA256_$arch
+    expected=${!var}
+    actual=$(sha256sum "$file" | cut -d' ' -f1) || die "cannot read $file"
+    if [ "$actual" != "$expected" ]; then
+        die "refusing $file: its sha256 is $actual, expected $expected" \
+            "(python-build-standalone $PBS_PYTHON+$PBS_RELEASE install_only, $arch); nothing was unpacked"
+    fi
+    standalone_sha=$actual
+}
+
+# --python-standalone FILE|URL: fetch (https only), verify, unpack to $STANDALONE. The same
+# tarball as last time (its sha256 is kept in $STANDALONE/.sha256) leaves it as it is; another
+# one replaces it whole, which also makes the venv anew (do_install compares versions).
+install_standalone() {
+    local source=$1 file sha work
+    case "$source" in
+        https://*)
+            command -v curl >/dev/null 2>&1 || die "curl is needed to download $source"
+            work=$(mktemp -d "${TMPDIR:-/var/tmp}/updater-python.XXXXXX")
+            # shellcheck disable=SC2064  # expand now: $work is local
+            trap "rm -rf '$work'" EXIT
+            file="$work/python.tar.gz"
+            say "downloading $source"
+            curl --fail --silent --show-error --location --retry 3 --output "$file" "$source" || \
+                die "could not download $source"
+            ;;
+        *://*) die "--python-standalone takes a file or an https URL, not $source" ;;
+        *) file=$source; [ -f "$file" ] || die "--python-standalone: no such file: $file" ;;
+    esac
+    verify_standalone "$file"
+    sha=$standalone_sha
+    if [ -x "$STANDALONE/bin/python3" ] && [ "$(cat "$STANDALONE/.sha256" 2>/dev/null)" = "$sha" ]; then
+        say "kept $STANDALONE (the same tarball, sha256 $sha)"
+        return 0
+    fi
+    mkdir -p "$(dirname "$STANDALONE")"
+    local new
+    new=$(mktemp -d "$STANDALONE.new.XXXXXX")
+    tar --extract --gzip --no-same-owner --file "$file" --directory "$new" || {
+        rm -rf "$new"; die "could not unpack $file"; }
+    if [ ! -x "$new/python/bin/python3" ]; then
+        rm -rf "$new"
+        die "$file is not an install_only tarball (no python/bin/python3 in it)"
+    fi
+    echo "$sha" >"$new/python/.sha256"
+    rm -rf "$STANDALONE.old"
+    [ ! -e "$STANDALONE" ] || mv "$STANDALONE" "$STANDALONE.old"
+    mv "$new/python" "$STANDALONE"
+    rm -rf "$new" "$STANDALONE.old"
+    say "unpacked python-build-standalone to $STANDALONE (sha256 $sha)"
 }
 
 preflight() {
@@ -82,7 +179,10 @@ preflight() {
 do_install() {
     preflight
     local py
-    if [ -n "$python" ]; then
+    if [ -n "$standalone" ]; then
+        install_standalone "$standalone"
+        py=$(find_python "$STANDALONE/bin/python3") || no_python
+    elif [ -n "$python" ]; then
         py=$(find_python "$python") || no_python
     else
         py=$(find_python) || no_python
@@ -95,6 +195,13 @@ do_install() {
     fi
     if [ -x "$PREFIX/bin/python" ] && [ "$(readlink -f "$PREFIX/bin/python")" != "$(readlink -f "$py")" ]; then
         rm -rf "$PREFIX"
+    fi
+    # The same path may now be another minor version (a new standalone, an OS update): the venv's
+    # site-packages are per minor version, so it is made anew too.
+    if [ -f "$PREFIX/pyvenv.cfg" ]; then
+        local made_with
+        made_with=$(sed -n 's/^version *= *\([0-9]*\.[0-9]*\).*/\1/p' "$PREFIX/pyvenv.cfg")
+        [ "$made_with" = "$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" ] || rm -rf "$PREFIX"
     fi
     [ -x "$PREFIX/bin/python" ] || "$py" -m venv "$PREFIX"
     "$PREFIX/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SOURCE"
@@ -137,8 +244,11 @@ do_uninstall() {
             rm -f "$bin/updater"
         fi
     done
-    rm -rf "$PREFIX"
+    rm -rf "$PREFIX" "$STANDALONE"
     say "removed the program and its units; kept $CONFIG_DIR and /var/lib/updater"
 }
 
-"do_$action"
+# Sourced (tests/test_flatcar.py tests the functions above), it defines them and does nothing.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    "do_$action"
+fi
