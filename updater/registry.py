@@ -389,7 +389,7 @@ def parse_token(body: bytes, what: str) -> Token:
     """The token in a token server's JSON answer; expiry defaults to 60 s, at most a day."""
     try:
         data = json.loads(body)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         raise RegistryError(f"{what}: the answer is not JSON") from err
     if not isinstance(data, dict):
         raise RegistryError(f"{what}: the answer is not a JSON object")
@@ -400,7 +400,7 @@ def parse_token(body: bytes, what: str) -> Token:
     valid = isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
     if not valid or not 0 < expires_in < float("inf"):
         expires_in = 60
-    return Token(value=value, expires=time.time() + min(float(expires_in), 86400.0))
+    return Token(value=value, expires=time.time() + float(min(expires_in, 86400)))
 
 
 def _status(answer: _Answer) -> str:
