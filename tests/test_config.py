@@ -50,7 +50,22 @@ def test_registry_settings(main_file, tmp_path):
     ("text", "message"),
     [
         ("[defaults]\nsetle = 1\n", "unknown key 'defaults.setle'; accepted: health_timeout,"),
-        ("colour = 1\n", "unknown key 'colour'; accepted: defaults, registries, units"),
+        (
+            "colour = 1\n",
+            "unknown key 'colour'; accepted: defaults, metrics, notify, registries, units",
+        ),
+        ('[notify]\non = ["done"]\n', "notify.on: ['done'] is not a list of unchanged, updated"),
+        ('[notify]\nwebhook = "ftp://x"\n', "notify.webhook: must be an http(s) URL"),
+        ("[notify]\nslack = [1]\n", "notify.slack: must be an http(s) URL"),
+        ('[notify]\ncommand = "notify-send"\n', "must be an absolute path"),
+        ('[notify]\ncommand = "/bin/x \'open"\n', "notify.command: No closing quotation"),
+        ("[notify]\ntimeout = 0\n", "notify.timeout: 0 is not a number of seconds"),
+        ('[notify]\nemail = "x"\n', "unknown key 'notify.email'"),
+        (
+            '[metrics]\npath = "rel.prom"\n',
+            "metrics.path: must be an absolute path ending in .prom",
+        ),
+        ('[metrics]\nfile = "/x.prom"\n', "unknown key 'metrics.file'"),
         ('[units."a.service"]\nimage = "x"\nport = 1\n', "unknown key 'units.\"a.service\".port'"),
         ('[units."a.service"]\ncontainer = "a"\n', 'missing key "image"'),
         ('[units."a.service"]\nimage = 3\n', ".image: must be a string"),
@@ -145,3 +160,18 @@ def test_unknown_unit_on_command_line_is_usage_error(main_file, capsys):
 def test_usage_errors_exit_2(capsys):
     assert main(["frobnicate"]) == 2
     assert main(["add", "x.service"]) == 2
+
+
+def test_notify_and_metrics(main_file):
+    write(
+        main_file,
+        '[notify]\non = ["failed"]\nwebhook = "http://127.0.0.1:9/hook"\n'
+        'slack = ["https://hooks.slack.com/services/T/B/X"]\ncommand = "/usr/bin/logger -t up"\n'
+        '[metrics]\npath = "/var/lib/node_exporter/updater.prom"\n',
+    )
+    config = load(main_file)
+    assert config.notify.on == ("failed",)
+    assert config.notify.webhook == ("http://127.0.0.1:9/hook",)
+    assert config.notify.command == ("/usr/bin/logger", "-t", "up")
+    assert config.metrics == Path("/var/lib/node_exporter/updater.prom")
+    assert load(write(main_file, "")).notify.targets == 0

@@ -247,3 +247,58 @@ def test_corrupt_state_is_set_aside_and_the_run_goes_on(machine, new_app):
     assert state["version"] == 1
     mode = machine.run("stat", "-c", "%a", "/var/lib/updater/state.json").stdout.strip()
     assert mode == "600"
+
+
+def test_webhook_and_metrics_after_updated_rolled_back_and_failed(machine, new_app):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.test_notify import Receiver
+
+    hook = Receiver()
+    app = new_app()
+    app.publish("v1")
+    app.install()
+    extra = (
+        f'[notify]\nwebhook = "{hook.url()}"\n'
+        '[metrics]\npath = "/var/lib/prometheus/updater.prom"\n'
+    )
+    missing = f'[units."gone.service"]\nimage = "{app.ref.rsplit(":", 1)[0]}:no-such-tag"\ncontainer = "{app.name}"\n'
+
+    def metrics() -> dict:
+        text = machine.read_file("/var/lib/prometheus/updater.prom")
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def outcomes(unit: str, outcome: str, values: dict) -> float:
+        return values[("updater_outcomes_total", (("outcome", outcome), ("unit", unit)))]
+
+    machine.write_file("/etc/updater/config.toml", app.config() + extra)
+    new = app.publish("v2")
+    assert updater(machine)[0] == 0
+    values = metrics()
+    assert values[("updater_last_run_success", ())] == 1
+    info = ("updater_unit_info", (("digest", new), ("image", app.ref), ("unit", app.unit)))
+    assert values[info] == 1
+    assert outcomes(app.unit, "updated", values) == 1
+    assert [(b["unit"], b["outcome"], b["to_digest"]) for b in hook.bodies] == [
+        (app.unit, "updated", new)
+    ]
+
+    app.publish("broken", behaviour="broken")
+    assert updater(machine)[0] == 1
+    values = metrics()
+    assert values[("updater_last_run_success", ())] == 0
+    assert outcomes(app.unit, "rolled-back", values) == 1
+    assert outcomes(app.unit, "updated", values) == 1  # kept across runs
+    assert hook.bodies[-1]["outcome"] == "rolled-back"
+
+    machine.write_file("/etc/updater/config.toml", app.config() + missing + extra)
+    assert updater(machine)[0] == 1
+    values = metrics()
+    assert outcomes("gone.service", "failed", values) == 1
+    assert outcomes(app.unit, "skipped", values) == 1
+    assert [b["outcome"] for b in hook.bodies] == ["updated", "rolled-back", "failed"]
+    hook.shutdown()

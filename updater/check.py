@@ -57,10 +57,7 @@ def check(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Checke
     Reuses the tokens an earlier run cached, and writes nothing.
     """
     registries = Registries(config.registry, cache=AuthCache.from_json(read_cache(state_dir)))
-    try:
-        engine = Engine()
-    except UpdaterError as err:
-        return check_all(units, None, registries, engine_error=str(err))
+    engine = Engine()
     try:
         return check_all(units, engine, registries)
     finally:
@@ -68,12 +65,8 @@ def check(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Checke
         registries.close()
 
 
-def check_all(
-    units: Sequence[Unit], engine: Engine | None, registries: Registries, engine_error: str = ""
-) -> list[Checked]:
+def check_all(units: Sequence[Unit], engine: Engine, registries: Registries) -> list[Checked]:
     """Check every unit in parallel; one unit's error never stops the others."""
-    if engine is None:
-        return [Checked(unit, Status.ERROR, error=engine_error) for unit in units]
     with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(units)))) as pool:
         return list(pool.map(lambda unit: check_unit(unit, engine, registries), units))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -47,10 +48,30 @@ class RegistrySettings:
     ca_file: Path | None = None
 
 
+OUTCOMES = ("unchanged", "updated", "rolled-back", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Who hears about which outcomes; every target is optional."""
+
+    on: tuple[str, ...] = ("updated", "rolled-back", "failed")
+    webhook: tuple[str, ...] = ()
+    slack: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()  # argv, run without a shell
+    timeout: float = 5
+
+    @property
+    def targets(self) -> int:
+        return len(self.webhook) + len(self.slack) + (1 if self.command else 0)
+
+
 @dataclass(frozen=True)
 class Config:
     units: tuple[Unit, ...]
     registries: Mapping[str, RegistrySettings] = field(default_factory=dict)
+    notify: Notify = Notify()
+    metrics: Path | None = None  # Prometheus textfile, written each run
 
     def registry(self, host: str) -> RegistrySettings:
         return self.registries.get(host, RegistrySettings())
@@ -75,7 +96,8 @@ _POLICY_KEYS: dict[str, tuple[Any, str]] = {
 }
 _UNIT_KEYS = {"image", "container"} | set(_POLICY_KEYS)
 _REGISTRY_KEYS = {"insecure", "ca_file"}
-_TOP_KEYS = {"defaults", "units", "registries"}
+_TOP_KEYS = {"defaults", "units", "registries", "notify", "metrics"}
+_NOTIFY_KEYS = {"on", "webhook", "slack", "command", "timeout"}
 
 
 def config_d(main: Path) -> Path:
@@ -123,7 +145,61 @@ def _build(documents: list[tuple[Path, dict[str, Any]]]) -> Config:
             if host in registries:
                 raise ConfigError(f'{path}: registries."{host}" is defined in another file too')
             registries[host] = _registry(path, host, table)
-    return Config(units=tuple(units.values()), registries=registries)
+    notify, metrics = _single(documents, "notify"), _single(documents, "metrics")
+    return Config(
+        units=tuple(units.values()),
+        registries=registries,
+        notify=_notify(*notify) if notify else Notify(),
+        metrics=_metrics(*metrics) if metrics else None,
+    )
+
+
+def _single(documents: list[tuple[Path, dict[str, Any]]], key: str) -> tuple[Path, Any] | None:
+    """A table that only one file may hold."""
+    found = [(path, data[key]) for path, data in documents if key in data]
+    if len(found) > 1:
+        raise ConfigError(f"[{key}] is defined twice: in {found[0][0]} and in {found[1][0]}")
+    return found[0] if found else None
+
+
+def _notify(path: Path, raw: Any) -> Notify:
+    table = _table(path, "notify", raw)
+    _reject_unknown(path, "notify", table, _NOTIFY_KEYS)
+    on = table.get("on", list(Notify.on))
+    if not isinstance(on, list) or not all(o in OUTCOMES for o in on):
+        raise ConfigError(f"{path}: notify.on: {on!r} is not a list of {', '.join(OUTCOMES)}")
+    urls = {key: _urls(path, key, table.get(key, [])) for key in ("webhook", "slack")}
+    command = table.get("command", "")
+    if not isinstance(command, str):
+        raise ConfigError(f"{path}: notify.command: must be a command line (a string)")
+    try:
+        argv = tuple(shlex.split(command))
+    except ValueError as err:
+        raise ConfigError(f"{path}: notify.command: {err}") from err
+    if argv and not os.path.isabs(argv[0]):
+        raise ConfigError(f"{path}: notify.command: {argv[0]!r} must be an absolute path")
+    timeout = table.get("timeout", Notify.timeout)
+    if not _number(timeout) or not 0 < timeout <= 60:
+        raise ConfigError(f"{path}: notify.timeout: {timeout!r} is not a number of seconds 0-60")
+    return Notify(tuple(on), urls["webhook"], urls["slack"], argv, timeout)
+
+
+def _urls(path: Path, key: str, value: Any) -> tuple[str, ...]:
+    urls = [value] if isinstance(value, str) else value
+    if not isinstance(urls, list) or not all(
+        isinstance(u, str) and re.fullmatch(r"https?://[^\s/]+\S*", u) for u in urls
+    ):
+        raise ConfigError(f"{path}: notify.{key}: must be an http(s) URL or a list of them")
+    return tuple(urls)
+
+
+def _metrics(path: Path, raw: Any) -> Path:
+    table = _table(path, "metrics", raw)
+    _reject_unknown(path, "metrics", table, {"path"})
+    target = table.get("path")
+    if not isinstance(target, str) or not os.path.isabs(target) or not target.endswith(".prom"):
+        raise ConfigError(f"{path}: metrics.path: must be an absolute path ending in .prom")
+    return Path(target)
 
 
 def _unit(path: Path, name: str, raw: Any, defaults: Policy) -> Unit:

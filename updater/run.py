@@ -20,7 +20,7 @@ from typing import Any
 
 import sdnotify
 
-from updater import systemd
+from updater import metrics, notify, systemd
 from updater.check import Checked, Status, check_all
 from updater.config import Config, Unit
 from updater.engine import Engine, Image
@@ -61,30 +61,49 @@ class Report:
 
 def run(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Report]:
     """Take the lock, check every unit, update those whose tag moved, report every unit."""
-    notify = sdnotify.SystemdNotifier()
+    started = time.monotonic()
+    status = sdnotify.SystemdNotifier()  # does nothing outside systemd
     with lock(state_dir):
         state = State.load(state_dir)
-        notify.notify(f"STATUS=checking {len(units)} unit(s)")
-        registries = Registries(config.registry, cache=AuthCache.from_json(read_cache(state_dir)))
-        try:
-            engine = Engine()
-        except UpdaterError as err:
-            checked = check_all(units, None, registries, engine_error=str(err))
-            return [Report(c.unit, Outcome.FAILED, error=c.error) for c in checked]
-        try:
-            checked = check_all(units, engine, registries)
-            updater = Updater(engine, state)
-            reports = []
-            for item in checked:
-                notify.notify(f"STATUS=updating {item.unit.name}")
-                reports.append(updater.update(item))
-        finally:
-            engine.close()
-            registries.close()
-            write_cache(state_dir, registries.cache.to_json())
+        reports = _check_and_update(config, units, state, state_dir, status)
+        counts = state.count([(r.unit.name, r.outcome.value) for r in reports])
+        state.save()
+        if config.metrics:
+            duration = time.monotonic() - started
+            metrics.write(config.metrics, metrics.render(_facts(reports), counts, duration))
     _summarise(reports)
-    notify.notify(f"STATUS={summary(reports)}")
+    status.notify(f"STATUS={summary(reports)}")
+    if config.notify.targets:
+        notify.send(_facts(reports), config.notify)
     return reports
+
+
+def _check_and_update(
+    config: Config,
+    units: Sequence[Unit],
+    state: State,
+    state_dir: Path,
+    status: sdnotify.SystemdNotifier,
+) -> list[Report]:
+    status.notify(f"STATUS=checking {len(units)} unit(s)")
+    registries = Registries(config.registry, cache=AuthCache.from_json(read_cache(state_dir)))
+    engine = Engine()
+    try:
+        checked = check_all(units, engine, registries)
+        updater = Updater(engine, state)
+        reports = []
+        for item in checked:
+            status.notify(f"STATUS=updating {item.unit.name}")
+            reports.append(updater.update(item))
+        return reports
+    finally:
+        engine.close()
+        registries.close()
+        write_cache(state_dir, registries.cache.to_json())
+
+
+def _facts(reports: Sequence[Report]) -> list[dict[str, object]]:
+    return [r.as_json() for r in reports]
 
 
 def summary(reports: Sequence[Report]) -> str:

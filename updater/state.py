@@ -51,6 +51,13 @@ class State:
         entry = self._units.setdefault(name, {})
         return entry if isinstance(entry, dict) else self._units.setdefault(name, {})
 
+    def count(self, outcomes: list[tuple[str, str]]) -> dict[str, dict[str, int]]:
+        """Add this run's outcomes to the per-unit counters; all counters, for the metrics."""
+        for unit, outcome in outcomes:
+            counters = self.unit(unit).setdefault("outcomes", {})
+            counters[outcome] = int(counters.get(outcome, 0)) + 1
+        return {name: dict(e.get("outcomes", {})) for name, e in self._units.items() if e}
+
     def save(self) -> None:
         """Write atomically, 0600; a failure is logged, never fatal (the engine holds the truth)."""
         units = {name: entry for name, entry in self._units.items() if entry}
