@@ -179,7 +179,9 @@ def machine(dockerd: Dockerd, tmp_path_factory) -> Machine:
     root = build_root(cache)
     wheels = python_wheels(PROJECT, tmp_path_factory.mktemp("wheels"))
     binds = [(dockerd.socket, "/run/docker.sock"), (wheels, "/wheels")]
-    with Machine(root, tmp_path_factory.mktemp("machine"), f"updater-system-{os.getpid()}", binds) as machine:
+    with Machine(
+        root, tmp_path_factory.mktemp("machine"), f"updater-system-{os.getpid()}", binds
+    ) as machine:
         machine.run("python3", "-m", "venv", "/opt/updater")
         machine.run(
             "/opt/updater/bin/pip",

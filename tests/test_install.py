@@ -55,7 +55,9 @@ def machine(dockerd: Dockerd, wheels: Path, tmp_path_factory) -> Machine:
     cache = Path(os.environ.get("UPDATER_TEST_CACHE", "/var/cache/updater-tests"))
     root = build_root(cache)
     binds = [(dockerd.socket, "/run/docker.sock"), (wheels, "/wheels")]
-    with Machine(root, tmp_path_factory.mktemp("machine"), f"updater-install-{os.getpid()}", binds) as machine:
+    with Machine(
+        root, tmp_path_factory.mktemp("machine"), f"updater-install-{os.getpid()}", binds
+    ) as machine:
         shutil.copytree(PROJECT, machine.root / "root/updater", ignore=SKIP)
         yield machine
 
