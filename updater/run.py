@@ -24,7 +24,7 @@ from updater import metrics, notify, systemd
 from updater.check import Checked, Status, check_all
 from updater.config import Config, Unit
 from updater.engine import Engine, Image
-from updater.errors import UpdaterError
+from updater.errors import EngineError, UpdaterError
 from updater.health import Expectation, Observation, Verdict, verify
 from updater.registry import AuthCache, Registries
 from updater.state import State, lock, read_cache, write_cache
@@ -254,7 +254,12 @@ class Updater:
 
     def _observer(self, unit: Unit) -> Callable[[], Observation]:
         def observe() -> Observation:
-            return Observation(systemd.state(unit.name), self.engine.container(unit.container))
+            try:
+                container = self.engine.container(unit.container)
+            except EngineError as err:  # dockerd restarting: not up (yet), not a verdict
+                log.debug("%s: %s", unit.name, err)
+                container = None
+            return Observation(systemd.state(unit.name), container)
 
         return observe
 
