@@ -49,8 +49,11 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
     except ConfigError as err:
         log.log.error("%s", err)
         return ExitStatus.USAGE
-    except (UpdaterError, KeyboardInterrupt) as err:
-        log.log.error("%s", err or "interrupted")
+    except UpdaterError as err:
+        log.log.error("%s", err)
+        return ExitStatus.FAILED
+    except (Interrupted, KeyboardInterrupt) as err:
+        log.log.warning("%s", err or "interrupted; the next run finishes what this one began")
         return ExitStatus.FAILED
 
 

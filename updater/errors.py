@@ -31,5 +31,6 @@ class LockHeld(UpdaterError):
     """Another run holds the lock."""
 
 
-class Interrupted(UpdaterError):
-    """SIGTERM or SIGINT arrived; the run stops where it is."""
+class Interrupted(Exception):
+    """SIGTERM arrived; the run stops where it is. Not an UpdaterError, so that no unit's
+    error handling swallows it and goes on with the next unit."""
