@@ -7,6 +7,7 @@ blob request, and at most one token request per repository in a run.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -251,16 +252,16 @@ def test_next_run_reuses_cached_challenge_and_token(registry_factory, docker_con
     assert registry.token_requests == []
 
 
-def test_expired_cached_token_is_replaced(registry_factory, docker_config, tmp_path):
-    from updater.registry import AuthCache
+def test_expired_cached_token_is_replaced(registry_factory, docker_config):
+    from updater.registry import AuthCache, Token
 
     registry = registry_factory(auth="token")
-    registry.token_server.token_ttl = 5  # shorter than the 10 s margin: stale at once
     digest = registry.push_image("a", "prod", seed="a")
     first = client()
     first.digest(parse(f"{registry.host}/a:prod"))
     registry.token_requests.clear()
-    cached = AuthCache.from_json(first.cache.to_json())
+    stale = {key: Token(t.value, time.time() + 5) for key, t in first.cache.tokens.items()}
+    cached = AuthCache(dict(first.cache.challenges), stale)  # within the 10 s refresh margin
     second = Registries(lambda host: RegistrySettings(), DockerConfig(), cache=cached)
     assert second.digest(parse(f"{registry.host}/a:prod")) == digest
     assert len(registry.token_requests) == 1

@@ -50,8 +50,8 @@ def _params(header: str, pos: int) -> tuple[dict[str, str], int]:
         value = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else plain
         params.setdefault(name.lower(), value)
         pos = match.end()
-        if pos < len(header) and header[pos] == ",":
-            pos += 1
-        else:
+        if pos >= len(header) or header[pos] != ",":
             break
+        while pos < len(header) and header[pos] in ", \t":  # empty list elements (RFC 7230 §7)
+            pos += 1
     return params, pos

@@ -119,6 +119,8 @@ def _read(path: Path) -> dict[str, Any]:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    except (ValueError, RecursionError) as err:  # not UTF-8, absurd numbers or nesting
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
     _reject_unknown(path, "", data, _TOP_KEYS)
@@ -167,7 +169,7 @@ def _notify(path: Path, raw: Any) -> Notify:
     _reject_unknown(path, "notify", table, _NOTIFY_KEYS)
     on = table.get("on", list(Notify.on))
     if not isinstance(on, list) or not all(o in OUTCOMES for o in on):
-        raise ConfigError(f"{path}: notify.on: {on!r} is not a list of {', '.join(OUTCOMES)}")
+        raise ConfigError(f"{path}: notify.on: {_show(on)} is not a list of {', '.join(OUTCOMES)}")
     urls = {key: _urls(path, key, table.get(key, [])) for key in ("webhook", "slack")}
     command = table.get("command", "")
     if not isinstance(command, str):
@@ -180,7 +182,8 @@ def _notify(path: Path, raw: Any) -> Notify:
         raise ConfigError(f"{path}: notify.command: {argv[0]!r} must be an absolute path")
     timeout = table.get("timeout", Notify.timeout)
     if not _number(timeout) or not 0 < timeout <= 60:
-        raise ConfigError(f"{path}: notify.timeout: {timeout!r} is not a number of seconds 0-60")
+        accepted = "a number of seconds 0-60"
+        raise ConfigError(f"{path}: notify.timeout: {_show(timeout)} is not {accepted}")
     return Notify(tuple(on), urls["webhook"], urls["slack"], argv, timeout)
 
 
@@ -221,7 +224,7 @@ def _unit(path: Path, name: str, raw: Any, defaults: Policy) -> Unit:
     container = table.get("container", name.removesuffix(".service"))
     if not isinstance(container, str) or not _CONTAINER_NAME.fullmatch(container):
         raise ConfigError(
-            f"{path}: {where}.container: {container!r} is not a container name "
+            f"{path}: {where}.container: {_show(container)} is not a container name "
             "(letters, digits, '_', '.', '-', starting with a letter or digit)"
         )
     policy = _policy(path, where, table, defaults)
@@ -233,7 +236,7 @@ def _policy(path: Path, where: str, table: dict[str, Any], base: Policy) -> Poli
     for key, (valid, accepted) in _POLICY_KEYS.items():
         if key in table:
             if not valid(table[key]):
-                raise ConfigError(f"{path}: {where}.{key}: {table[key]!r} is not {accepted}")
+                raise ConfigError(f"{path}: {where}.{key}: {_show(table[key])} is not {accepted}")
             values[key] = table[key]
     return replace(base, **values)
 
@@ -246,10 +249,10 @@ def _registry(path: Path, host: str, raw: Any) -> RegistrySettings:
     _reject_unknown(path, where, table, _REGISTRY_KEYS)
     insecure = table.get("insecure", False)
     if not isinstance(insecure, bool):
-        raise ConfigError(f"{path}: {where}.insecure: {insecure!r} is not true or false")
+        raise ConfigError(f"{path}: {where}.insecure: {_show(insecure)} is not true or false")
     ca_file = table.get("ca_file")
     if ca_file is not None:
-        if not isinstance(ca_file, str) or not os.path.isabs(ca_file):
+        if not isinstance(ca_file, str) or not os.path.isabs(ca_file) or "\0" in ca_file:
             raise ConfigError(f"{path}: {where}.ca_file: must be an absolute path to a PEM file")
         if not os.access(ca_file, os.R_OK):
             raise ConfigError(f"{path}: {where}.ca_file: {ca_file} does not exist or is unreadable")
@@ -269,6 +272,14 @@ def _reject_unknown(path: Path, where: str, table: dict[str, Any], known: set[st
             raise ConfigError(
                 f"{path}: unknown key {place!r}; accepted: {', '.join(sorted(known))}"
             )
+
+
+def _show(value: Any) -> str:
+    """repr() for a message, short even for a number of thousands of digits."""
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return "a number of more than 30 digits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _number(value: Any) -> bool:
@@ -307,6 +318,8 @@ def add_unit(main: Path, name: str, image: str, container: str | None) -> Path:
 
 def remove_unit(main: Path, name: str) -> Path:
     """Delete config.d/NAME.toml; a unit defined elsewhere is an error that names the file."""
+    if not _UNIT_NAME.fullmatch(name):
+        raise ConfigError(f"{name!r}: not a systemd service name (NAME.service)")
     target = unit_file(main, name)
     if target.exists():
         target.unlink()

@@ -15,7 +15,7 @@ _DOMAIN = re.compile(
     r"(?:localhost|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
     r"|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
 )
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # ASCII only, as Docker's grammar
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
 _SHA256 = re.compile(r"sha256:[a-f0-9]{64}")
 
@@ -68,6 +68,8 @@ def parse(text: str) -> Reference:
     registry, path = _split_registry(name, text)
     if registry == DOCKER_HUB and "/" not in path:
         path = f"library/{path}"
+    if len(registry) + 1 + len(path) > 255:
+        raise ReferenceError_(f"invalid image reference {text!r}: name longer than 255 characters")
     if tag is None and digest is None:
         tag = "latest"
     return Reference(registry=registry, path=path, tag=tag, digest=digest)
@@ -115,6 +117,4 @@ def _split_registry(name: str, text: str) -> tuple[str, str]:
                 f"invalid image reference {text!r}: repository name component {component!r} "
                 "must be lowercase letters and digits, separated by '.', '_', '__' or '-'"
             )
-    if len(registry) + 1 + len(path) > 255:
-        raise ReferenceError_(f"invalid image reference {text!r}: name longer than 255 characters")
     return registry, path

@@ -40,6 +40,7 @@ TIMEOUT = 10.0  # seconds for each connect and each read: a run must end well in
 MANIFEST_CAP = 4 * 1024 * 1024  # the registry's own limit on a manifest's size
 SMALL_BODY = 64 * 1024  # error and token answers
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what an Authorization header holds
 _USER_AGENT = "updater/0.1"
 
 
@@ -143,6 +144,10 @@ class Registries:
             raise RegistryError(f"{what}: cannot connect to {ref.api_host}: {reason}") from err
         except http.client.HTTPException as err:
             raise RegistryError(f"{what}: {ref.api_host} answered garbage: {err!r}") from err
+        except _TooLarge as err:
+            raise RegistryError(f"{what}: the manifest is larger than {err} bytes") from err
+        except ValueError as err:  # a host, realm or token http.client cannot put on the wire
+            raise RegistryError(f"{what}: cannot make that request: {err}") from err
 
     def _manifest(self, ref: Reference, method: str) -> _Answer:
         host = self._host(ref.api_host)
@@ -241,7 +246,9 @@ class Registries:
         context = self._host(ref.api_host).context
         try:
             answer = self._ask_for_token(realm, params, credential, context)
-        except (ssl.SSLError, OSError, http.client.HTTPException) as err:
+        except _TooLarge as err:
+            raise RegistryError(f"{what}: the answer is larger than {err} bytes") from err
+        except (ssl.SSLError, OSError, http.client.HTTPException, ValueError) as err:
             reason = getattr(err, "strerror", None) or getattr(err, "reason", None) or repr(err)
             raise RegistryError(f"{what}: {reason}") from err
         if answer.status != 200:
@@ -324,14 +331,16 @@ class _Pool:
     ) -> _Answer:
         parts = urlsplit(url)
         origin = (parts.scheme, parts.netloc)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = {"User-Agent": _USER_AGENT, **headers}
         for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile
             connection, reused = self._take(origin, context)
             try:
-                connection.request(method, target or "/", body=body, headers=headers)
+                connection.request(method, target, body=body, headers=headers)
                 response = connection.getresponse()
-                data = b"" if method == "HEAD" else _read_capped(response, cap)
+                # Reading even a HEAD's empty body marks the response done, so the connection
+                # goes back to the pool instead of being closed.
+                data = response.read() if method == "HEAD" else _read_capped(response, cap)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 connection.close()
                 if reused and attempt == 1:
@@ -376,10 +385,14 @@ class _Pool:
             self._idle.clear()
 
 
+class _TooLarge(Exception):
+    """An answer over its size cap (the cap is the argument)."""
+
+
 def _read_capped(response: http.client.HTTPResponse, cap: int) -> bytes:
     data = response.read(cap + 1)
     if len(data) > cap:
-        raise RegistryError(f"answer larger than {cap} bytes (manifests are smaller)")
+        raise _TooLarge(cap)
     if not response.isclosed():
         response.read()  # drain what is left so the connection can be reused
     return data
@@ -396,11 +409,14 @@ def parse_token(body: bytes, what: str) -> Token:
     value = data.get("token") or data.get("access_token")
     if not isinstance(value, str) or not value:
         raise RegistryError(f"{what}: the answer has no token")
+    if not _TOKEN_CHARS.fullmatch(value):
+        raise RegistryError(f"{what}: the token has characters a header cannot carry")
     expires_in = data.get("expires_in", 60)
     valid = isinstance(expires_in, int | float) and not isinstance(expires_in, bool)
     if not valid or not 0 < expires_in < float("inf"):
         expires_in = 60
-    return Token(value=value, expires=time.time() + float(min(expires_in, 86400)))
+    # At least 60 s, as Docker's clients do: a shorter one would be fetched again per request.
+    return Token(value=value, expires=time.time() + float(min(max(expires_in, 60), 86400)))
 
 
 def _status(answer: _Answer) -> str:

@@ -26,6 +26,7 @@ class State:
     def __init__(self, path: Path, data: dict[str, Any]) -> None:
         self.path = path
         self._units: dict[str, dict[str, Any]] = data.get("units", {})
+        self._written = self._serialise() if data else b""
 
     @classmethod
     def load(cls, directory: Path) -> State:
@@ -58,14 +59,20 @@ class State:
             counters[outcome] = int(counters.get(outcome, 0)) + 1
         return {name: dict(e.get("outcomes", {})) for name, e in self._units.items() if e}
 
-    def save(self) -> None:
-        """Write atomically, 0600; a failure is logged, never fatal (the engine holds the truth)."""
+    def _serialise(self) -> bytes:
         units = {name: entry for name, entry in self._units.items() if entry}
         document = {"version": VERSION, "units": units}
+        return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+
+    def save(self) -> None:
+        """Write atomically, 0600; a failure is logged, never fatal (the engine holds the truth)."""
+        data = self._serialise()
+        if data == self._written:
+            return  # unchanged: no write, no fsync
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            data = json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
             write_atomically(self.path, data, 0o600)
+            self._written = data
         except OSError as err:
             log.warning("cannot write state file %s: %s", self.path, err.strerror or err)
 
