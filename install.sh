@@ -214,6 +214,10 @@ do_install() {
 
     install -m 0644 "$SOURCE/units/updater.service" "$UNIT_DIR/updater.service"
     install -m 0644 "$SOURCE/units/updater.timer" "$UNIT_DIR/updater.timer"
+    # The CI trigger (docs/trigger.md): installed, not enabled; it needs /etc/updater/trigger.secret.
+    install -m 0644 "$SOURCE/units/updater-trigger.socket" "$UNIT_DIR/updater-trigger.socket"
+    install -m 0644 "$SOURCE/units/updater-trigger@.service" "$UNIT_DIR/updater-trigger@.service"
+    install -m 0644 "$SOURCE/units/updater-trigger.path" "$UNIT_DIR/updater-trigger.path"
 
     mkdir -p "$CONFIG_DIR/config.d"
     if [ ! -e "$CONFIG_DIR/config.toml" ]; then
@@ -226,6 +230,8 @@ do_install() {
         say "warning: 'updater check' does not pass yet; run it to see why"
 
     systemctl daemon-reload
+    # An upgrade with the trigger enabled listens with the new units (the path unit follows).
+    systemctl try-restart updater-trigger.socket >/dev/null 2>&1 || true
     systemctl enable --now updater.timer >/dev/null 2>&1 || systemctl enable --now updater.timer
     say "installed $($PREFIX/bin/updater --version); updater.timer runs it every minute"
     say "watch it: journalctl -u updater -f"
@@ -235,9 +241,12 @@ do_uninstall() {
     [ "$(id -u)" = 0 ] || die "run as root"
     if [ -d /run/systemd/system ]; then
         systemctl disable --now updater.timer >/dev/null 2>&1 || true
+        systemctl disable --now updater-trigger.socket updater-trigger.path >/dev/null 2>&1 || true
         systemctl stop updater.service >/dev/null 2>&1 || true
     fi
-    rm -f "$UNIT_DIR/updater.service" "$UNIT_DIR/updater.timer"
+    rm -f "$UNIT_DIR/updater.service" "$UNIT_DIR/updater.timer" \
+        "$UNIT_DIR/updater-trigger.socket" "$UNIT_DIR/updater-trigger@.service" \
+        "$UNIT_DIR/updater-trigger.path"
     [ -d /run/systemd/system ] && systemctl daemon-reload
     for bin in /usr/local/bin /opt/bin; do
         if [ -L "$bin/updater" ] && [ "$(readlink "$bin/updater")" = "$PREFIX/bin/updater" ]; then
