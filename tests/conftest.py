@@ -7,7 +7,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,10 +152,6 @@ def engine_snapshot(dockerd: Dockerd) -> str:
         else ""
     )
     return "\n".join(sorted(images.splitlines())) + "\n" + containers
-
-
-def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, check=True, **kwargs)  # type: ignore[call-overload]
 
 
 # The system tier: one booted systemd for the session, the updater installed in it.
