@@ -209,6 +209,7 @@ def _not_found() -> type[Exception]:
 def _translated(what: str) -> Iterator[None]:
     """Turn the SDK's and requests' exceptions into EngineError saying what was being done."""
     import requests
+    import urllib3
     from docker import errors as docker_errors
 
     try:
@@ -221,3 +222,5 @@ def _translated(what: str) -> Iterator[None]:
         raise EngineError(f"{what}: the Docker engine did not answer within {TIMEOUT} s") from err
     except requests.exceptions.RequestException as err:
         raise EngineError(f"{what}: cannot reach the Docker engine: {err}") from err
+    except (urllib3.exceptions.HTTPError, OSError) as err:  # a stream cut mid-way (dockerd stopped)
+        raise EngineError(f"{what}: the connection to the Docker engine broke: {err}") from err
