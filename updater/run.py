@@ -240,7 +240,7 @@ class Updater:
             return self._roll_back(checked, entry)
         now = systemd.state(unit.name)
         expect = _expectation(unit, pending["to_image"], pending["invocation"], now.n_restarts)
-        return self._prove(checked, entry, verify(expect, self._observer(unit)))
+        return self._prove(checked, entry, self._verify(unit, expect))
 
     def _restart_and_verify(self, unit: Unit, image_id: str) -> Verdict:
         before = systemd.state(unit.name)
@@ -250,14 +250,32 @@ class Updater:
             return Verdict(False, str(err))
         after = systemd.state(unit.name)
         expect = _expectation(unit, image_id, before.invocation_id, after.n_restarts)
-        return verify(expect, self._observer(unit))
+        return self._verify(unit, expect)
 
-    def _observer(self, unit: Unit) -> Callable[[], Observation]:
+    def _verify(self, unit: Unit, expect: Expectation) -> Verdict:
+        """The health verdict; an engine that went away meanwhile voids it, not the image.
+
+        A dockerd restart kills containers and makes units restart: that says nothing about the
+        new image. The update then stays in flight (raised, so `pending` is kept) and the next
+        run proves it once the engine is back, as after a SIGTERM.
+        """
+        outages: list[EngineError] = []
+        verdict = verify(expect, self._observer(unit, outages))
+        if outages and not verdict.healthy:
+            raise EngineError(
+                f"the Docker engine went away while verifying health ({outages[0]}); "
+                "the update stays in flight and the next run verifies it again"
+            )
+        return verdict
+
+    def _observer(self, unit: Unit, outages: list[EngineError]) -> Callable[[], Observation]:
         def observe() -> Observation:
             try:
                 container = self.engine.container(unit.container)
-            except EngineError as err:  # dockerd restarting: not up (yet), not a verdict
-                log.debug("%s: %s", unit.name, err)
+            except EngineError as err:  # dockerd stopped or restarting: not up, and no verdict
+                if not outages:
+                    log.warning("%s: %s", unit.name, err)
+                outages.append(err)
                 container = None
             return Observation(systemd.state(unit.name), container)
 
