@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -167,16 +168,19 @@ def system_registry(tmp_path_factory) -> Registry:
 
 
 @pytest.fixture(scope="session")
-def machine(dockerd: Dockerd, tmp_path_factory) -> Machine:
+def wheels(tmp_path_factory) -> Path:
+    """The updater and its dependencies as wheels, installed into machines without a network."""
+    return python_wheels(PROJECT, tmp_path_factory.mktemp("wheels"))
+
+
+@contextmanager
+def updater_machine(
+    name: str, workdir: Path, wheels: Path, binds: list[tuple[Path, str]]
+) -> Iterator[Machine]:
     """A booted systemd with the updater installed from wheels, units/ installed, no timer."""
     needs("systemd-nspawn", "mmdebstrap")
     cache = Path(os.environ.get("UPDATER_TEST_CACHE", "/var/cache/updater-tests"))
-    root = build_root(cache)
-    wheels = python_wheels(PROJECT, tmp_path_factory.mktemp("wheels"))
-    binds = [(dockerd.socket, "/run/docker.sock"), (wheels, "/wheels")]
-    with Machine(
-        root, tmp_path_factory.mktemp("machine"), f"updater-system-{os.getpid()}", binds
-    ) as machine:
+    with Machine(build_root(cache), workdir, name, [*binds, (wheels, "/wheels")]) as machine:
         machine.run("python3", "-m", "venv", "/opt/updater")
         machine.run(
             "/opt/updater/bin/pip",
@@ -191,6 +195,15 @@ def machine(dockerd: Dockerd, tmp_path_factory) -> Machine:
             "/etc/systemd/system/updater.service", (PROJECT / "units/updater.service").read_text()
         )
         machine.run("systemctl", "daemon-reload")
+        yield machine
+
+
+@pytest.fixture(scope="session")
+def machine(dockerd: Dockerd, wheels: Path, tmp_path_factory) -> Iterator[Machine]:
+    """The system tier's machine, its /run/docker.sock the session's engine."""
+    binds = [(dockerd.socket, "/run/docker.sock")]
+    workdir = tmp_path_factory.mktemp("machine")
+    with updater_machine(f"updater-system-{os.getpid()}", workdir, wheels, binds) as machine:
         yield machine
 
 

@@ -28,19 +28,27 @@ class App:
         The engine then forgets it, as a host that did not build it would, unless `keep_local`
         (someone pulled it by hand: the tag moved, the container still runs the old image).
         """
+        local = self.dockerd.docker("image", "inspect", "-f", "{{.Id}}", self.ref, check=False)
         self.images[seed] = build_image(self.dockerd, self.ref, seed=f"{self.name}-{seed}", **image)
         digest = push(self.dockerd, self.ref)
         if not keep_local:
             self.dockerd.docker("rmi", self.ref)
+            if local.returncode == 0:  # the host's tag still names what it pulled before
+                self.dockerd.docker("tag", local.stdout.strip(), self.ref)
         return digest
 
-    def install(self) -> None:
-        """Write the unit (as Flatcar's canonical one), start it, wait for its container."""
+    def install(self, unit_options: str = "") -> None:
+        """Write the unit (as Flatcar's canonical one), start it, wait for its container.
+
+        `unit_options` go into [Unit], e.g. `StartLimitIntervalSec=0` for a unit that must
+        outlive an engine that is down for longer than systemd's start limit allows.
+        """
         docker = "/usr/local/bin/docker"
         self.machine.write_file(
             f"/etc/systemd/system/{self.unit}",
             f"""[Unit]
 Description=test app {self.name}
+{unit_options}
 
 [Service]
 ExecStartPre=-{docker} rm --force {self.name}

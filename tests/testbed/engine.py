@@ -24,17 +24,21 @@ BEHAVIOURS = {
 
 
 class Dockerd:
-    """dockerd with its own data root, exec root and socket under `workdir`."""
+    """dockerd with its own data root, exec root and socket under `workdir`.
+
+    The socket lives alone in `workdir/run`: a machine that binds that directory (not the
+    socket file, which a restart replaces) keeps reaching the engine across restarts.
+    """
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.socket = workdir / "docker.sock"
+        self.socket = workdir / "run" / "docker.sock"
         self.host = f"unix://{self.socket}"
         self._process: subprocess.Popen[bytes] | None = None
         self.client: docker.DockerClient | None = None
 
     def start(self, timeout: float = 30) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.socket.parent.mkdir(parents=True, exist_ok=True)
         log = (self.workdir / "dockerd.log").open("ab")
         self._process = subprocess.Popen(
             [
