@@ -8,14 +8,13 @@ import json
 import os
 import subprocess
 import threading
-import time
 
 import pytest
 
 from tests.conftest import needs, updater_machine
 from tests.testbed.apps import UPDATER, App, configure, outcome, updater
 from tests.testbed.engine import Dockerd
-from tests.testbed.proxy import Proxy
+from tests.testbed.proxy import Proxy, SlowBlobs
 
 pytestmark = pytest.mark.system
 
@@ -74,17 +73,9 @@ def test_dockerd_stopped_during_the_run(own_engine, system_registry):
         app.install(RETRY_FOREVER)
         configure(machine, app)
         app.publish("v2")
-        pulling = []
-
-        def slow_blobs(handler) -> bool:
-            if "/blobs/" in handler.path:
-                pulling.append(handler.path)
-                time.sleep(8)
-            return False
-
-        proxy.fault = slow_blobs
+        proxy.fault = pulling = SlowBlobs()
         run = Background(machine)
-        machine.wait_for(lambda: bool(pulling), 30, "the pull to start")
+        machine.wait_for(lambda: bool(pulling.seen), 30, "the pull to start")
         engine.stop()
         code, reports = run.wait()
         report = outcome(reports, app)

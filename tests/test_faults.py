@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.testbed.apps import UPDATER, configure, outcome, updater
-from tests.testbed.proxy import Proxy
+from tests.testbed.proxy import Proxy, SlowBlobs
 
 pytestmark = pytest.mark.system
 
@@ -123,17 +123,9 @@ def test_registry_refusing_connections(machine, proxied_app, system_registry):
 def test_sigterm_during_the_pull(machine, proxied_app):
     app, proxy = proxied_app
     invocation = app.show("InvocationID")
-    pulling = []
-
-    def slow_blobs(handler) -> bool:
-        if "/blobs/" in handler.path:
-            pulling.append(handler.path)
-            time.sleep(8)
-        return False
-
-    proxy.fault = slow_blobs
+    proxy.fault = pulling = SlowBlobs()
     machine.run("systemctl", "start", "--no-block", "updater.service")
-    machine.wait_for(lambda: bool(pulling), 30, "the pull to start")
+    machine.wait_for(lambda: bool(pulling.seen), 30, "the pull to start")
     machine.run("systemctl", "stop", "updater.service")
     assert_untouched(app, invocation)
     proxy.fault = None

@@ -7,6 +7,7 @@ to the real one unless `fault` says otherwise for that request.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -67,10 +68,29 @@ class Proxy(ThreadingHTTPServer):
             handler.send_header("Connection", "close")  # body ends when the connection does
             handler.close_connection = True
         handler.end_headers()
-        if handler.command != "HEAD":
-            for chunk in answer.raw.stream(65536, decode_content=False):
-                handler.wfile.write(chunk)
-        answer.close()
+        try:
+            if handler.command != "HEAD":
+                for chunk in answer.raw.stream(65536, decode_content=False):
+                    handler.wfile.write(chunk)
+        except (BrokenPipeError, ConnectionResetError):  # the client went away (a fault test)
+            handler.close_connection = True
+        finally:
+            answer.close()
+
+
+class SlowBlobs:
+    """A fault holding each blob download for `seconds` before letting it through: a pull that
+    is under way long enough for a test to act during it. `seen` lists the blobs asked for."""
+
+    def __init__(self, seconds: float = 8) -> None:
+        self.seconds = seconds
+        self.seen: list[str] = []
+
+    def __call__(self, handler: BaseHTTPRequestHandler) -> bool:
+        if "/blobs/" in handler.path:
+            self.seen.append(handler.path)
+            time.sleep(self.seconds)
+        return False
 
 
 def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
