@@ -602,7 +602,7 @@ class Scenario:
     """A set of units (one registry, one podman root) that grows to N."""
 
     name: str
-    registry: Any  # tests.testbed.registry.Registry
+    registry: Any  # testbed.registry.Registry
     ref_host: str  # the registry part of the references (the proxy's address behind it)
     podman_root: Path
     docker_prefix: str  # docker container names: prefix + i
@@ -683,8 +683,8 @@ class Bench:
     # ------------------------------------------------------------------ set-up
 
     def start(self) -> None:
-        from tests.testbed.engine import Dockerd
-        from tests.testbed.registry import Registry
+        from testbed.engine import Dockerd
+        from testbed.registry import Registry
 
         self.namespace.enter()
         self.launcher = Launcher(self.ws)
@@ -747,8 +747,8 @@ class Bench:
 
     def ensure_images(self, s: Scenario, n: int) -> None:
         """Build and push images 0..n-1 of the scenario's repositories (distinct content)."""
-        from tests.testbed import engine
-        from tests.testbed.engine import build_image, push
+        from testbed import engine
+        from testbed.engine import build_image, push
 
         # The test bed's "serve" loop forks `sleep 1` every second: 400 containers would
         # fork 400 times a second and load the machine being measured. Ours sleep for good.
@@ -768,7 +768,7 @@ class Bench:
 
     def grow(self, s: Scenario, n: int) -> None:
         """Make the scenario's first n images, docker containers and podman containers exist."""
-        from tests.testbed.engine import push
+        from testbed.engine import push
 
         self.ensure_images(s, n)
         if s.name == "proxy":

@@ -1,32 +1,37 @@
-"""Fixtures: the real components (registry, dockerd) and the CLI driven in-process."""
+"""Fixtures: the real components (registry, dockerd, a booted systemd) and the CLI in-process.
+
+The tests are laid out by tier, one folder each, and each folder is its marker: `pytest -m pure`
+(no outside system), `-m registry` (the real docker-registry), `-m engine` (a real dockerd, and a
+registry), `-m system` (a real systemd booted with systemd-nspawn, an engine and a registry).
+"""
 
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
-import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.testbed.apps import App
-from tests.testbed.engine import Dockerd
-from tests.testbed.machine import Machine, build_root, python_wheels
-from tests.testbed.registry import Registry
-from updater.cli import main
+from testbed import PROJECT, needs
+from testbed.apps import App
+from testbed.cli import Cli
+from testbed.engine import Dockerd
+from testbed.machine import Machine, python_wheels, updater_machine
+from testbed.registry import Registry
+
+TIERS = ("pure", "registry", "engine", "system")
 
 
-def needs(*commands: str) -> None:
-    """Skip when a real component is missing outside CI; in CI a missing one is a failure."""
-    missing = [c for c in commands if shutil.which(c) is None]
-    if missing and os.environ.get("CI"):
-        pytest.fail(f"CI lacks {', '.join(missing)}: .ci/run must install it")
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)}")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test's tier is the folder it lives in."""
+    here = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(here).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
@@ -89,75 +94,12 @@ def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return DockerConfigDir()
 
 
-class Cli:
-    """The updater's real CLI, in-process, with its own configuration and state directory."""
-
-    def __init__(self, root: Path) -> None:
-        self.config = root / "etc" / "config.toml"
-        self.state_dir = root / "state"
-        self.config.parent.mkdir(parents=True)
-        self.config.write_text("[defaults]\nsettle = 1\nhealth_timeout = 20\n")
-
-    def unit(self, name: str, image: str, container: str | None = None, **extra: object) -> None:
-        lines = [f'[units."{name}"]', f'image = "{image}"']
-        if container:
-            lines.append(f'container = "{container}"')
-        lines += [f"{key} = {json.dumps(value)}" for key, value in extra.items()]
-        with self.config.open("a") as f:
-            f.write("\n".join(lines) + "\n")
-
-    def registry(self, host: str, **settings: object) -> None:
-        lines = [f'[registries."{host}"]']
-        lines += [
-            f"{key} = {json.dumps(str(v) if isinstance(v, Path) else v)}"
-            for key, v in settings.items()
-        ]
-        with self.config.open("a") as f:
-            f.write("\n".join(lines) + "\n")
-
-    def __call__(self, *args: str) -> tuple[int, object]:
-        """Run `updater ARGS --json`; the exit code and the parsed JSON report."""
-        out = io.StringIO()
-        code = main(
-            ["--config", str(self.config), "--state-dir", str(self.state_dir), *args, "--json"],
-            stdout=out,
-        )
-        text = out.getvalue()
-        return code, json.loads(text) if text.strip() else None
-
-
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path)
 
 
-def engine_snapshot(dockerd: Dockerd) -> str:
-    """Everything a check must not change: images, tags, digests, containers and their starts."""
-    images = dockerd.docker(
-        "images",
-        "--all",
-        "--digests",
-        "--no-trunc",
-        "--format",
-        "{{.ID}} {{.Repository}} {{.Tag}} {{.Digest}}",
-    ).stdout
-    ids = dockerd.docker("ps", "-aq", "--no-trunc").stdout.split()
-    containers = (
-        dockerd.docker(
-            "inspect",
-            "--format",
-            "{{.Name}} {{.Image}} {{.State.Status}} {{.State.StartedAt}} {{.RestartCount}}",
-            *ids,
-        ).stdout
-        if ids
-        else ""
-    )
-    return "\n".join(sorted(images.splitlines())) + "\n" + containers
-
-
 # The system tier: one booted systemd for the session, the updater installed in it.
-
-PROJECT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -171,31 +113,6 @@ def system_registry(tmp_path_factory) -> Registry:
 def wheels(tmp_path_factory) -> Path:
     """The updater and its dependencies as wheels, installed into machines without a network."""
     return python_wheels(PROJECT, tmp_path_factory.mktemp("wheels"))
-
-
-@contextmanager
-def updater_machine(
-    name: str, workdir: Path, wheels: Path, binds: list[tuple[Path, str]]
-) -> Iterator[Machine]:
-    """A booted systemd with the updater installed from wheels, units/ installed, no timer."""
-    needs("systemd-nspawn", "mmdebstrap")
-    cache = Path(os.environ.get("UPDATER_TEST_CACHE", "/var/cache/updater-tests"))
-    with Machine(build_root(cache), workdir, name, [*binds, (wheels, "/wheels")]) as machine:
-        machine.run("python3", "-m", "venv", "/opt/updater")
-        machine.run(
-            "/opt/updater/bin/pip",
-            "install",
-            "-q",
-            "--no-index",
-            "--find-links",
-            "/wheels",
-            "updater",
-        )
-        machine.write_file(
-            "/etc/systemd/system/updater.service", (PROJECT / "units/updater.service").read_text()
-        )
-        machine.run("systemctl", "daemon-reload")
-        yield machine
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The fuzz properties of tests/test_fuzz.py, run long, outside CI.
+"""The fuzz properties (tests/pure/test_*_fuzz.py), run long, outside CI.
 
     python3 tests/fuzz_long.py --examples 20000
     python3 tests/fuzz_long.py --examples 5000 -- -k challenge -x
@@ -33,7 +33,9 @@ def main() -> int:
     import pytest
 
     argv = [
-        "tests/test_fuzz.py",
+        "tests/pure/",
+        "-k",
+        "fuzz",
         "-p",
         "no:cacheprovider",
         "-ra",

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from tests.testbed.apps import UPDATER, configure, outcome, updater
-from tests.testbed.proxy import Proxy
+from testbed.apps import UPDATER, configure, outcome, updater
+from testbed.proxy import Proxy
 
 pytestmark = pytest.mark.system
 
@@ -252,7 +252,7 @@ def test_corrupt_state_is_set_aside_and_the_run_goes_on(machine, new_app):
 def test_webhook_and_metrics_after_updated_rolled_back_and_failed(machine, new_app):
     from prometheus_client.parser import text_string_to_metric_families
 
-    from tests.test_notify import Receiver
+    from testbed.receiver import Receiver
 
     hook = Receiver()
     app = new_app()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.testbed.machine import Machine, build_root, python_wheels
+from testbed.machine import Machine, build_root, python_wheels
 
 pytestmark = [
     pytest.mark.system,

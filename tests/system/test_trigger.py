@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed import PROJECT
 from updater import log
 from updater.trigger import (
     MAX_BODY,
@@ -34,7 +35,6 @@ from updater.trigger import (
     settings_from,
 )
 
-PROJECT = Path(__file__).resolve().parents[1]
 SECRET = b"dGVzdC1zZWNyZXQtZm9yLXRoZS10cmlnZ2VyLXRlc3RzIQ=="
 BODY = b'{"ref": "refs/heads/release", "image": "ghcr.io/acme/app:prod"}'
 

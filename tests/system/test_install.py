@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import needs
-from tests.testbed.engine import Dockerd, build_image, push
-from tests.testbed.machine import Machine, build_root, python_wheels
-from tests.testbed.registry import Registry
+from testbed import PROJECT, needs
+from testbed.engine import Dockerd, build_image, push
+from testbed.machine import Machine, build_root, python_wheels
+from testbed.registry import Registry
 
 pytestmark = pytest.mark.system
 
-PROJECT = Path(__file__).resolve().parents[1]
 SKIP = shutil.ignore_patterns(
     ".git", "__pycache__", "*.egg-info", "build", ".pytest_cache", ".*_cache"
 )

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from tests.conftest import engine_snapshot
-from tests.testbed.engine import build_image, push
+from testbed.cli import engine_snapshot
+from testbed.engine import build_image, push
 
 pytestmark = pytest.mark.engine
 

@@ -3,12 +3,10 @@ warnings, never a failed run."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from testbed.receiver import Receiver
 from updater import log
 from updater.config import Notify
 from updater.notify import send
@@ -21,31 +19,6 @@ REPORTS = [
     {"unit": "c.service", "image": "ghcr.io/acme/c:prod", "outcome": "rolled-back",
      "from_digest": "sha256:" + "4" * 64, "to_digest": "sha256:" + "5" * 64, "error": "not healthy: crashes"},
 ]  # fmt: skip
-
-
-class Receiver(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, status: int = 200, delay: float = 0) -> None:
-        self.bodies: list[dict] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(handler) -> None:  # noqa: N802, N805
-                body = handler.rfile.read(int(handler.headers["Content-Length"]))
-                self.bodies.append(json.loads(body))
-                time.sleep(delay)
-                handler.send_response(status)
-                handler.send_header("Content-Length", "0")
-                handler.end_headers()
-
-            def log_message(handler, *args) -> None:  # noqa: N805
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
 
 
 def test_webhook_slack_and_command_get_the_chosen_outcomes(tmp_path: Path):

@@ -11,10 +11,11 @@ import threading
 
 import pytest
 
-from tests.conftest import needs, updater_machine
-from tests.testbed.apps import UPDATER, App, configure, outcome, updater
-from tests.testbed.engine import Dockerd
-from tests.testbed.proxy import Proxy, SlowBlobs
+from testbed import needs
+from testbed.apps import UPDATER, App, configure, outcome, updater
+from testbed.engine import Dockerd
+from testbed.machine import updater_machine
+from testbed.proxy import Proxy, SlowBlobs
 
 pytestmark = pytest.mark.system
 

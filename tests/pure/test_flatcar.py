@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from testbed import PROJECT
 from updater.config import load, unit_file
 
-PROJECT = Path(__file__).resolve().parents[1]
 BUTANE = PROJECT / "examples/flatcar.bu"
 INSTALL = PROJECT / "install.sh"
 APP_IMAGE = "ghcr.io/acme/app:prod"

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.testbed.apps import UPDATER, configure, outcome, updater
-from tests.testbed.proxy import Proxy, SlowBlobs
+from testbed.apps import UPDATER, configure, outcome, updater
+from testbed.proxy import Proxy, SlowBlobs
 
 pytestmark = pytest.mark.system
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.testbed.registry import (
+from testbed.registry import (
     MEDIA_TYPES,
     OCI_INDEX,
     Registry,

@@ -1039,7 +1039,7 @@ class Registry:
         raise ValueError(f"unknown image kind {kind!r}")
 
     def manifest_digest(self, repo: str, tag: str) -> str:
-        """Docker-Content-Digest of ``HEAD /v2/<repo>/manifests/<tag>`` (all four types accepted)."""
+        """Docker-Content-Digest of `HEAD /v2/<repo>/manifests/<tag>` (all four types accepted)."""
         r = self._call(
             "HEAD", f"/v2/{repo}/manifests/{tag}", repo, (200,), headers={"Accept": ACCEPT_ALL}
         )

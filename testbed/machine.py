@@ -34,7 +34,10 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+from testbed import PROJECT, needs
 
 SUITE = "bookworm"
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "ca-certificates")
@@ -581,3 +584,28 @@ class Machine:
                     f"machine {self.name}: timed out after {timeout}s waiting for {what}"
                 )
             time.sleep(_POLL)
+
+
+@contextmanager
+def updater_machine(
+    name: str, workdir: Path, wheels: Path, binds: list[tuple[Path, str]]
+) -> Iterator[Machine]:
+    """A booted systemd with the updater installed from wheels, units/ installed, no timer."""
+    needs("systemd-nspawn", "mmdebstrap")
+    cache = Path(os.environ.get("UPDATER_TEST_CACHE", "/var/cache/updater-tests"))
+    with Machine(build_root(cache), workdir, name, [*binds, (wheels, "/wheels")]) as machine:
+        machine.run("python3", "-m", "venv", "/opt/updater")
+        machine.run(
+            "/opt/updater/bin/pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--find-links",
+            "/wheels",
+            "updater",
+        )
+        machine.write_file(
+            "/etc/systemd/system/updater.service", (PROJECT / "units/updater.service").read_text()
+        )
+        machine.run("systemctl", "daemon-reload")
+        yield machine

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import uuid
 
-from tests.testbed.engine import Dockerd, build_image, push
-from tests.testbed.machine import Machine
+from testbed.engine import Dockerd, build_image, push
+from testbed.machine import Machine
 
 UPDATER = "/opt/updater/bin/updater"
 
