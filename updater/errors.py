@@ -11,7 +11,7 @@ class ConfigError(UpdaterError):
     """The configuration (or a command-line argument) is invalid; nothing was touched."""
 
 
-class ReferenceError_(ConfigError):
+class BadReference(ConfigError):
     """An image reference does not parse."""
 
 

@@ -41,7 +41,7 @@ def verify(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Verdict:
-    """Up within `timeout`, then unchanged for `settle` seconds (INTERFACE.md's health rule)."""
+    """Up within `timeout`, then unchanged for `settle` seconds (README's "Prove health")."""
     deadline = clock() + expect.timeout
     while True:
         seen = observe()

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from updater import __version__
 from updater.config import Notify
 
 log = logging.getLogger("updater")
@@ -52,7 +53,7 @@ def _post(url: str, payload: dict[str, Any], timeout: float, unit: str) -> None:
     request = urllib.request.Request(
         url,
         data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": "updater/0.1"},
+        headers={"Content-Type": "application/json", "User-Agent": f"updater/{__version__}"},
         method="POST",
     )
     where = _redacted(url)

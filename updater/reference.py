@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from updater.errors import ReferenceError_
+from updater.errors import BadReference
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -60,16 +60,16 @@ class Reference:
 
 
 def parse(text: str) -> Reference:
-    """Parse and normalise `text`; raise ReferenceError_ saying what is wrong."""
+    """Parse and normalise `text`; raise BadReference saying what is wrong."""
     if not text or text != text.strip():
-        raise ReferenceError_(f"invalid image reference {text!r}: empty or surrounded by spaces")
+        raise BadReference(f"invalid image reference {text!r}: empty or surrounded by spaces")
     name, digest = _split_digest(text)
     name, tag = _split_tag(name, text)
     registry, path = _split_registry(name, text)
     if registry == DOCKER_HUB and "/" not in path:
         path = f"library/{path}"
     if len(registry) + 1 + len(path) > 255:
-        raise ReferenceError_(f"invalid image reference {text!r}: name longer than 255 characters")
+        raise BadReference(f"invalid image reference {text!r}: name longer than 255 characters")
     if tag is None and digest is None:
         tag = "latest"
     return Reference(registry=registry, path=path, tag=tag, digest=digest)
@@ -80,9 +80,9 @@ def _split_digest(text: str) -> tuple[str, str | None]:
         return text, None
     name, digest = text.split("@", 1)
     if not _DIGEST.fullmatch(digest):
-        raise ReferenceError_(f"invalid image reference {text!r}: {digest!r} is not a digest")
+        raise BadReference(f"invalid image reference {text!r}: {digest!r} is not a digest")
     if digest.startswith("sha256:") and not _SHA256.fullmatch(digest):
-        raise ReferenceError_(
+        raise BadReference(
             f"invalid image reference {text!r}: a sha256 digest is 64 lowercase hex digits"
         )
     return name, digest
@@ -94,7 +94,7 @@ def _split_tag(name: str, text: str) -> tuple[str, str | None]:
         return name, None
     name, tag = name.rsplit(":", 1)
     if not _TAG.fullmatch(tag):
-        raise ReferenceError_(
+        raise BadReference(
             f"invalid image reference {text!r}: tag {tag!r} must be 1-128 of "
             "letters, digits, '_', '.', '-', not starting with '.' or '-'"
         )
@@ -105,7 +105,7 @@ def _split_registry(name: str, text: str) -> tuple[str, str]:
     first, _, rest = name.partition("/")
     if rest and ("." in first or ":" in first or first == "localhost"):
         if not _DOMAIN.fullmatch(first):
-            raise ReferenceError_(f"invalid image reference {text!r}: bad registry {first!r}")
+            raise BadReference(f"invalid image reference {text!r}: bad registry {first!r}")
         registry, path = first, rest
     else:
         registry, path = DOCKER_HUB, name
@@ -113,7 +113,7 @@ def _split_registry(name: str, text: str) -> tuple[str, str]:
         registry = DOCKER_HUB
     for component in path.split("/"):
         if not _COMPONENT.fullmatch(component):
-            raise ReferenceError_(
+            raise BadReference(
                 f"invalid image reference {text!r}: repository name component {component!r} "
                 "must be lowercase letters and digits, separated by '.', '_', '__' or '-'"
             )

@@ -21,7 +21,7 @@ from email.message import Message
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from updater import challenge
+from updater import __version__, challenge
 from updater.challenge import Challenge
 from updater.config import RegistrySettings
 from updater.credentials import Credential, DockerConfig
@@ -41,7 +41,7 @@ MANIFEST_CAP = 4 * 1024 * 1024  # the registry's own limit on a manifest's size
 SMALL_BODY = 64 * 1024  # error and token answers
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what an Authorization header holds
-_USER_AGENT = "updater/0.1"
+_USER_AGENT = f"updater/{__version__}"
 
 
 @dataclass(frozen=True)
