@@ -37,12 +37,14 @@ class App:
                 self.dockerd.docker("tag", local.stdout.strip(), self.ref)
         return digest
 
-    def install(self, unit_options: str = "") -> None:
+    def install(self, unit_options: str = "", restart_sec: str | None = "1") -> None:
         """Write the unit (as Flatcar's canonical one), start it, wait for its container.
 
         `unit_options` go into [Unit], e.g. `StartLimitIntervalSec=0` for a unit that must
         outlive an engine that is down for longer than systemd's start limit allows.
+        `restart_sec=None` leaves systemd's default (100 ms), as Flatcar's example unit does.
         """
+        restart = f"RestartSec={restart_sec}\n" if restart_sec else ""
         docker = "/usr/local/bin/docker"
         self.machine.write_file(
             f"/etc/systemd/system/{self.unit}",
@@ -56,8 +58,7 @@ ExecStart={docker} run --rm --name {self.name} --network none {self.ref}
 ExecStop={docker} stop --time 5 {self.name}
 SuccessExitStatus=143
 Restart=always
-RestartSec=1
-TimeoutStartSec=0
+{restart}TimeoutStartSec=0
 """,
         )
         self.machine.run("systemctl", "daemon-reload")

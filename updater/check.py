@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from updater.clients import Clients, connected
 from updater.config import Config, Unit
-from updater.engine import Container, Engine, Image
+from updater.engine import Container, Image
 from updater.errors import UpdaterError
-from updater.registry import AuthCache, Registries
-from updater.state import read_cache
 
 WORKERS = 8  # parallel checks: enough to hide round trips, few enough to stay polite
 
@@ -37,7 +36,7 @@ class Checked:
     remote_digest: str | None = None
     error: str | None = None
     container: Container | None = None
-    image: Image | None = None  # the image the container runs
+    running_image: Image | None = None  # the engine's image the container runs
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -56,22 +55,18 @@ def check(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Checke
 
     Reuses the tokens an earlier run cached, and writes nothing.
     """
-    registries = Registries(config.registry, cache=AuthCache.from_json(read_cache(state_dir)))
-    engine = Engine()
-    try:
-        return check_all(units, engine, registries)
-    finally:
-        engine.close()
-        registries.close()
+    with connected(config, state_dir, keep_tokens=False) as clients:
+        return check_all(units, clients)
 
 
-def check_all(units: Sequence[Unit], engine: Engine, registries: Registries) -> list[Checked]:
+def check_all(units: Sequence[Unit], clients: Clients) -> list[Checked]:
     """Check every unit in parallel; one unit's error never stops the others."""
     with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(units)))) as pool:
-        return list(pool.map(lambda unit: check_unit(unit, engine, registries), units))
+        return list(pool.map(lambda unit: check_unit(unit, clients), units))
 
 
-def check_unit(unit: Unit, engine: Engine, registries: Registries) -> Checked:
+def check_unit(unit: Unit, clients: Clients) -> Checked:
+    engine = clients.engine
     container: Container | None = None
     image: Image | None = None
     try:
@@ -80,11 +75,11 @@ def check_unit(unit: Unit, engine: Engine, registries: Registries) -> Checked:
             image = engine.image(container.image_id)
         remote = None
         if needs_remote(unit, container, image):
-            remote = registries.digest(unit.image)
+            remote = clients.registries.digest(unit.image)
     except UpdaterError as err:
-        return Checked(unit, Status.ERROR, error=str(err), container=container, image=image)
+        return Checked(unit, Status.ERROR, error=str(err), container=container, running_image=image)
     status, running = decide(unit, container, image, remote)
-    return Checked(unit, status, running, remote, container=container, image=image)
+    return Checked(unit, status, running, remote, container=container, running_image=image)
 
 
 def needs_remote(unit: Unit, container: Container | None, image: Image | None) -> bool:

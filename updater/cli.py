@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -13,11 +14,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
-from updater import __version__, config, log
+from updater import __version__, config
 from updater.errors import ConfigError, Interrupted, LockHeld, UpdaterError
+from updater.log import setup as setup_logging
 
 if TYPE_CHECKING:
     from updater.check import Checked
+
+log = logging.getLogger("updater")
 
 DEFAULT_CONFIG = "/etc/updater/config.toml"
 DEFAULT_STATE_DIR = "/var/lib/updater"
@@ -39,21 +43,21 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int
     except SystemExit as exit_:
         return int(exit_.code or 0)
     _resolve_paths(args)
-    log.setup(args.verbose)
+    setup_logging(args.verbose)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(args.command(args, out))
     except LockHeld as err:
-        log.log.warning("%s", err)
+        log.warning("%s", err)
         return ExitStatus.LOCKED
     except ConfigError as err:
-        log.log.error("%s", err)
+        log.error("%s", err)
         return ExitStatus.USAGE
     except UpdaterError as err:
-        log.log.error("%s", err)
+        log.error("%s", err)
         return ExitStatus.FAILED
     except (Interrupted, KeyboardInterrupt) as err:
-        log.log.warning("%s", err or "interrupted; the next run finishes what this one began")
+        log.warning("%s", err or "interrupted; the next run finishes what this one began")
         return ExitStatus.FAILED
 
 
@@ -90,25 +94,25 @@ def _check(args: argparse.Namespace, out: TextIO) -> ExitStatus:
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> ExitStatus:
-    from updater.run import Outcome, run
+    from updater.outcome import any_bad
+    from updater.run import run
 
     conf = config.load(args.config)
     reports = run(conf, conf.select(args.unit), args.state_dir)
     if args.json:
         _print_json([r.as_json() for r in reports], out)
-    bad = {Outcome.FAILED, Outcome.ROLLED_BACK}
-    return ExitStatus.FAILED if any(r.outcome in bad for r in reports) else ExitStatus.OK
+    return ExitStatus.FAILED if any_bad(reports) else ExitStatus.OK
 
 
 def _add(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     path = config.add_unit(args.config, args.name, args.image, args.container)
-    log.log.info("%s: written to %s", args.name, path)
+    log.info("%s: written to %s", args.name, path)
     return ExitStatus.OK
 
 
 def _remove(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     path = config.remove_unit(args.config, args.name)
-    log.log.info("%s: removed %s", args.name, path)
+    log.info("%s: removed %s", args.name, path)
     return ExitStatus.OK
 
 

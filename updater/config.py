@@ -14,6 +14,7 @@ from typing import Any
 from updater import reference
 from updater.errors import ConfigError
 from updater.files import write_atomically
+from updater.outcome import Outcome
 from updater.reference import Reference
 
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.service")
@@ -46,9 +47,6 @@ class Unit:
 class RegistrySettings:
     insecure: bool = False
     ca_file: Path | None = None
-
-
-OUTCOMES = ("unchanged", "updated", "rolled-back", "failed", "skipped")
 
 
 @dataclass(frozen=True)
@@ -168,8 +166,9 @@ def _notify(path: Path, raw: Any) -> Notify:
     table = _table(path, "notify", raw)
     _reject_unknown(path, "notify", table, _NOTIFY_KEYS)
     on = table.get("on", list(Notify.on))
-    if not isinstance(on, list) or not all(o in OUTCOMES for o in on):
-        raise ConfigError(f"{path}: notify.on: {_show(on)} is not a list of {', '.join(OUTCOMES)}")
+    outcomes = [o.value for o in Outcome]
+    if not isinstance(on, list) or not all(o in outcomes for o in on):
+        raise ConfigError(f"{path}: notify.on: {_show(on)} is not a list of {', '.join(outcomes)}")
     urls = {key: _urls(path, key, table.get(key, [])) for key in ("webhook", "slack")}
     command = table.get("command", "")
     if not isinstance(command, str):

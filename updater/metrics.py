@@ -7,19 +7,18 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from updater.config import OUTCOMES
 from updater.files import write_atomically
+from updater.outcome import Outcome, Report, any_bad
 
 log = logging.getLogger("updater")
 
 
 def render(
-    reports: Sequence[dict[str, Any]], counts: Mapping[str, Mapping[str, int]], duration: float
+    reports: Sequence[Report], counts: Mapping[str, Mapping[str, int]], duration: float
 ) -> str:
     """The textfile: last run, per-unit info and outcome counters kept across runs."""
-    ok = not any(r["outcome"] in ("failed", "rolled-back") for r in reports)
+    ok = not any_bad(reports)
     lines = [
         *_metric("updater_last_run_timestamp_seconds", "gauge", "When the last run ended."),
         f"updater_last_run_timestamp_seconds {time.time():.3f}",
@@ -30,13 +29,12 @@ def render(
         *_metric("updater_unit_info", "gauge", "The tag a unit follows and the digest it runs."),
     ]
     for r in reports:
-        running = r["to_digest"] if r["outcome"] == "updated" else r["from_digest"]
-        labels = _labels(unit=r["unit"], image=r["image"], digest=running or "")
+        labels = _labels(unit=r.unit, image=r.image, digest=r.running_digest or "")
         lines.append(f"updater_unit_info{{{labels}}} 1")
     lines += _metric("updater_outcomes_total", "counter", "Run outcomes per unit, across runs.")
     for unit, per_outcome in sorted(counts.items()):
-        for outcome in OUTCOMES:
-            labels = _labels(unit=unit, outcome=outcome)
+        for outcome in Outcome:
+            labels = _labels(unit=unit, outcome=outcome.value)
             lines.append(f"updater_outcomes_total{{{labels}}} {per_outcome.get(outcome, 0)}")
     return "\n".join(lines) + "\n"
 

@@ -17,23 +17,24 @@ from typing import Any
 
 from updater import __version__
 from updater.config import Notify
+from updater.outcome import Report
 
 log = logging.getLogger("updater")
 
 _EMOJI = {"updated": ":white_check_mark:", "rolled-back": ":rewind:", "failed": ":x:"}
 
 
-def send(reports: Sequence[dict[str, Any]], settings: Notify) -> None:
+def send(reports: Sequence[Report], settings: Notify) -> None:
     """Notify every target of each report whose outcome is in `settings.on`."""
     host = socket.gethostname()
     for report in reports:
-        if report["outcome"] not in settings.on:
+        if report.outcome not in settings.on:
             continue
-        facts = {"host": host, **report}
+        facts = {"host": host, **report.as_json()}
         for url in settings.webhook:
-            _post(url, facts, settings.timeout, report["unit"])
+            _post(url, facts, settings.timeout, report.unit)
         for url in settings.slack:
-            _post(url, {"text": slack_text(facts)}, settings.timeout, report["unit"])
+            _post(url, {"text": slack_text(facts)}, settings.timeout, report.unit)
         if settings.command:
             _run(settings.command, facts, settings.timeout)
 

@@ -1,5 +1,10 @@
-"""The state file: what the engine and the registry cannot tell us (failed digests, updates in
-flight, superseded images). A missing or corrupt file never stops an update."""
+"""The state file: what the engine and the registry cannot tell us (updates in flight, digests that
+failed, superseded images kept for rollback). A missing or corrupt file never stops an update.
+
+Each unit has one frozen `Record`; the run changes it only through the named transitions of
+`State` (begin an update, mark its digest failed, finish it, end it), which save where an
+interrupted run must find the change.
+"""
 
 from __future__ import annotations
 
@@ -7,62 +12,122 @@ import fcntl
 import json
 import logging
 import os
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from updater.errors import LockHeld, UpdaterError
 from updater.files import write_atomically
+from updater.outcome import Report
 
 VERSION = 1
 log = logging.getLogger("updater")
+_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An update begun and not yet proven: what ran before, what runs now, since when."""
+
+    from_image: str
+    from_digest: str | None
+    to_image: str
+    to_digest: str
+    invocation: str  # the unit's InvocationID before the restart
+    at: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A digest that was not healthy; not tried again until the tag moves."""
+
+    digest: str
+    at: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """Everything the state file remembers of one unit."""
+
+    pending: Pending | None = None
+    failed: Failure | None = None
+    superseded: tuple[str, ...] = ()  # image IDs kept for rollback, newest first
+    outcomes: Mapping[str, int] = field(default_factory=dict)  # run outcomes counted
+
+    def failed_digest(self, digest: str | None) -> Failure | None:
+        """The failure recorded for `digest`, if that digest is the one that failed."""
+        return self.failed if self.failed and digest == self.failed.digest else None
 
 
 class State:
-    """The versioned JSON document in STATE_DIR/state.json, one entry per unit."""
+    """The versioned JSON document in STATE_DIR/state.json, one record per unit."""
 
-    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+    def __init__(self, path: Path, records: dict[str, Record], written: bytes = b"") -> None:
         self.path = path
-        self._units: dict[str, dict[str, Any]] = data.get("units", {})
-        self._written = self._serialise() if data else b""
+        self._records = records
+        self._written = written
 
     @classmethod
     def load(cls, directory: Path) -> State:
+        """The state as far as it parses; an unusable file is set aside, a bad field dropped."""
         path = directory / "state.json"
         try:
-            data = json.loads(path.read_bytes())
+            raw = path.read_bytes()
+            data = json.loads(raw)
             if not isinstance(data, dict) or data.get("version") != VERSION:
-                raise ValueError(f"version {data.get('version')!r} is not {VERSION}")
+                version = data.get("version") if isinstance(data, dict) else None
+                raise ValueError(f"version {version!r} is not {VERSION}")
             if not isinstance(data.get("units", {}), dict):
                 raise ValueError("units is not an object")
         except FileNotFoundError:
             return cls(path, {})
-        except (ValueError, AttributeError, OSError) as err:
-            aside = path.with_name(f"state.json.corrupt-{int(time.time())}")
-            log.warning("state file %s is unreadable (%s); set aside as %s", path, err, aside)
-            with suppress(OSError):
-                os.replace(path, aside)
+        except (ValueError, RecursionError, OSError) as err:
+            _set_aside(path, err)
             return cls(path, {})
-        return cls(path, data)
+        records = {
+            str(name): _record(str(name), entry) for name, entry in data.get("units", {}).items()
+        }
+        state = cls(path, records)
+        state._written = raw if state._serialise() == raw else b""
+        return state
 
-    def unit(self, name: str) -> dict[str, Any]:
-        """The mutable entry of one unit; empty for a unit never seen."""
-        entry = self._units.setdefault(name, {})
-        return entry if isinstance(entry, dict) else self._units.setdefault(name, {})
+    def record(self, unit: str) -> Record:
+        """The unit's record; an empty one for a unit never seen."""
+        return self._records.get(unit) or Record()
 
-    def count(self, outcomes: list[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    def begin(self, unit: str, pending: Pending) -> None:
+        """Remember an update before the service is touched: an interrupted run resumes it."""
+        self._change(unit, pending=pending)
+        self.save()
+
+    def mark_failed(self, unit: str, failure: Failure) -> None:
+        """Remember that a digest was not healthy, before rolling back to the old image."""
+        self._change(unit, failed=failure)
+        self.save()
+
+    def finish(self, unit: str, superseded: Iterable[str]) -> None:
+        """The update is proven: nothing in flight, no failure, these images kept for rollback."""
+        self._change(unit, pending=None, failed=None, superseded=tuple(superseded))
+        self.save()
+
+    def end(self, unit: str) -> None:
+        """The update in flight is over (rolled back, abandoned, or its image never ran)."""
+        if self.record(unit).pending:
+            self._change(unit, pending=None)
+            self.save()
+
+    def count(self, reports: Iterable[Report]) -> dict[str, dict[str, int]]:
         """Add this run's outcomes to the per-unit counters; all counters, for the metrics."""
-        for unit, outcome in outcomes:
-            counters = self.unit(unit).setdefault("outcomes", {})
-            counters[outcome] = int(counters.get(outcome, 0)) + 1
-        return {name: dict(e.get("outcomes", {})) for name, e in self._units.items() if e}
-
-    def _serialise(self) -> bytes:
-        units = {name: entry for name, entry in self._units.items() if entry}
-        document = {"version": VERSION, "units": units}
-        return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+        for report in reports:
+            counters = dict(self.record(report.unit).outcomes)
+            counters[report.outcome.value] = counters.get(report.outcome.value, 0) + 1
+            self._change(report.unit, outcomes=counters)
+        return {name: dict(r.outcomes) for name, r in self._records.items() if r.outcomes}
 
     def save(self) -> None:
         """Write atomically, 0600; a failure is logged, never fatal (the engine holds the truth)."""
@@ -75,6 +140,113 @@ class State:
             self._written = data
         except OSError as err:
             log.warning("cannot write state file %s: %s", self.path, err.strerror or err)
+
+    def _change(self, unit: str, **fields: Any) -> None:
+        self._records[unit] = replace(self.record(unit), **fields)
+
+    def _serialise(self) -> bytes:
+        units = {name: _entry(r) for name, r in self._records.items() if r != Record()}
+        document = {"version": VERSION, "units": units}
+        return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def _set_aside(path: Path, why: Exception) -> None:
+    aside = path.with_name(f"state.json.corrupt-{int(time.time())}")
+    log.warning("state file %s is unreadable (%s); set aside as %s", path, why, aside)
+    with suppress(OSError):
+        os.replace(path, aside)
+
+
+def _entry(record: Record) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    if record.pending:
+        entry["pending"] = vars(record.pending)
+    if record.failed:
+        entry["failed"] = vars(record.failed)
+    if record.superseded:
+        entry["superseded"] = list(record.superseded)
+    if record.outcomes:
+        entry["outcomes"] = dict(record.outcomes)
+    return entry
+
+
+def _record(unit: str, entry: Any) -> Record:
+    """A unit's record from what the file holds; each unusable field dropped with a warning."""
+    if not isinstance(entry, dict):
+        log.warning("state file: %s: the entry is not an object; forgotten", unit)
+        return Record()
+    parsers = {
+        "pending": _pending,
+        "failed": _failure,
+        "superseded": _superseded,
+        "outcomes": _outcomes,
+    }
+    fields: dict[str, Any] = {}
+    for key, parse in parsers.items():
+        if entry.get(key) is None:
+            continue
+        value = parse(entry[key])
+        if value is None:
+            log.warning("state file: %s: %s is unusable; dropped", unit, key)
+            continue
+        if _lossy(value, entry[key]):
+            log.warning("state file: %s: unusable parts of %s dropped", unit, key)
+        fields[key] = value
+    return Record(**fields)
+
+
+def _lossy(value: Any, raw: Any) -> bool:
+    """Whether parsing `raw` into `value` left something out."""
+    if isinstance(value, tuple | dict):
+        return len(value) != len(raw)
+    return any(raw.get(key) != kept for key, kept in vars(value).items())
+
+
+def _pending(raw: Any) -> Pending | None:
+    if not isinstance(raw, dict):
+        return None
+    texts = ("from_image", "to_image", "invocation", "at")
+    if not all(isinstance(raw.get(k), str) for k in texts) or not _is_digest(raw.get("to_digest")):
+        return None
+    if not (raw.get("from_digest") is None or _is_digest(raw.get("from_digest"))):
+        return None
+    return Pending(
+        raw["from_image"],
+        raw.get("from_digest"),
+        raw["to_image"],
+        raw["to_digest"],
+        raw["invocation"],
+        raw["at"],
+    )
+
+
+def _failure(raw: Any) -> Failure | None:
+    if not isinstance(raw, dict) or not _is_digest(raw.get("digest")):
+        return None
+    at, reason = raw.get("at"), raw.get("reason")
+    return Failure(
+        raw["digest"], at if isinstance(at, str) else "", reason if isinstance(reason, str) else ""
+    )
+
+
+def _superseded(raw: Any) -> tuple[str, ...] | None:
+    if not isinstance(raw, list):
+        return None
+    return tuple(i for i in raw if isinstance(i, str) and i)
+
+
+def _outcomes(raw: Any) -> dict[str, int] | None:
+    if not isinstance(raw, dict):
+        return None
+    return {
+        str(k): v
+        for k, v in raw.items()
+        if type(v) is int and 0 <= v < 2**63  # not bool
+    }
+
+
+def _is_digest(value: Any) -> bool:
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
 
 
 @contextmanager

@@ -37,7 +37,13 @@ def state(unit: str) -> UnitState:
 
 
 def restart(unit: str, timeout: float) -> None:
-    """`systemctl restart UNIT`, waiting at most `timeout` seconds for the start job."""
+    """`systemctl restart UNIT`, waiting at most `timeout` seconds for the start job.
+
+    The unit's failed state and start-rate counter are reset first: a crash loop of the image
+    being replaced (or rolled back from) must not make systemd refuse the restart that ends it
+    ("Start request repeated too quickly").
+    """
+    _systemctl(["reset-failed", "--", unit], SHOW_TIMEOUT, f"resetting {unit}")
     _systemctl(["restart", "--", unit], timeout, f"restarting {unit}")
 
 

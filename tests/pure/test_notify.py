@@ -10,15 +10,16 @@ from testbed.receiver import Receiver
 from updater import log
 from updater.config import Notify
 from updater.notify import send
+from updater.outcome import Outcome, Report
 
-REPORTS = [
+REPORTS = [Report(unit=r["unit"], image=r["image"], outcome=Outcome(r["outcome"]), from_digest=r["from_digest"], to_digest=r["to_digest"], error=r["error"]) for r in [
     {"unit": "a.service", "image": "ghcr.io/acme/a:prod", "outcome": "updated",
      "from_digest": "sha256:" + "1" * 64, "to_digest": "sha256:" + "2" * 64, "error": None},
     {"unit": "b.service", "image": "ghcr.io/acme/b:prod", "outcome": "unchanged",
      "from_digest": "sha256:" + "3" * 64, "to_digest": "sha256:" + "3" * 64, "error": None},
     {"unit": "c.service", "image": "ghcr.io/acme/c:prod", "outcome": "rolled-back",
      "from_digest": "sha256:" + "4" * 64, "to_digest": "sha256:" + "5" * 64, "error": "not healthy: crashes"},
-]  # fmt: skip
+]]  # fmt: skip
 
 
 def test_webhook_slack_and_command_get_the_chosen_outcomes(tmp_path: Path):
@@ -33,7 +34,7 @@ def test_webhook_slack_and_command_get_the_chosen_outcomes(tmp_path: Path):
     )
     send(REPORTS, settings)
     assert [b["unit"] for b in hook.bodies] == ["a.service", "c.service"]
-    assert hook.bodies[0] == {"host": hook.bodies[0]["host"], **REPORTS[0]}
+    assert hook.bodies[0] == {"host": hook.bodies[0]["host"], **REPORTS[0].as_json()}
     assert hook.bodies[1]["error"] == "not healthy: crashes"
     texts = [b["text"] for b in slack.bodies]
     assert texts[0].startswith(":white_check_mark: *a.service* on `") and "updated" in texts[0]

@@ -87,6 +87,28 @@ def test_image_that_cannot_start_is_rolled_back_and_not_retried(machine, new_app
     assert app.running_image() == app.images["v3"]
 
 
+def test_rollback_and_the_next_update_survive_the_start_limit(machine, new_app):
+    """Restart=always with systemd's default 100 ms RestartSec: the broken image crash-loops
+    into the start limit; the rollback, and a good digest pushed right after, still restart."""
+    app = new_app(settle=3)
+    app.publish("v1")
+    app.install(restart_sec=None)
+    configure(machine, app)
+    app.publish("broken", behaviour="broken")
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 1 and report["outcome"] == "rolled-back", report
+    assert app.running_image() == app.images["v1"]
+    assert app.show("ActiveState") == "active"
+
+    good = app.publish("v3")
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 0 and report["outcome"] == "updated" and report["to_digest"] == good, report
+    assert app.running_image() == app.images["v3"]
+    assert app.show("ActiveState") == "active"
+
+
 def test_failing_healthcheck_is_rolled_back(machine, new_app):
     app = new_app()
     app.publish("v1", healthcheck="true")

@@ -1,0 +1,83 @@
+"""Pure decision logic: what a run does with one checked unit, given its record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from updater.check import Checked, Status
+from updater.config import Policy, Unit
+from updater.engine import Container, Image
+from updater.outcome import Outcome
+from updater.plan import Deploy, Leave, Resume, RollBack, next_step
+from updater.reference import parse
+from updater.state import Failure, Pending, Record
+
+OLD = "sha256:" + "1" * 64
+NEW = "sha256:" + "2" * 64
+NEWER = "sha256:" + "3" * 64
+UNIT = Unit("app.service", parse("127.0.0.1:5000/app:prod"), "app", Policy(), Path("/c.toml"))
+PENDING = Pending("img-old", OLD, "img-new", NEW, "inv-1", "2026-12-02T06:00:00Z")
+FAILED_NEW = Failure(NEW, "2026-12-02T06:01:00Z", "unit restarted 3 time(s)")
+
+
+def checked(status=Status.UPDATE_AVAILABLE, runs="img-old", remote=NEW, error=None):
+    container = Container("c1", runs, True, "running", "t", 0, None) if runs else None
+    image = Image(runs, (f"127.0.0.1:5000/app@{OLD}",), (), 0) if runs else None
+    running = OLD if runs else None
+    return Checked(UNIT, status, running, remote, error, container, image)
+
+
+def test_a_moved_tag_is_deployed_from_the_running_image():
+    assert next_step(checked(), Record()) == Deploy(NEW, "img-old", OLD)
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (Status.CURRENT, Outcome.UNCHANGED),
+        (Status.PINNED, Outcome.UNCHANGED),
+        (Status.NOT_RUNNING, Outcome.SKIPPED),
+        (Status.LOCAL_IMAGE, Outcome.SKIPPED),
+        (Status.ERROR, Outcome.FAILED),
+    ],
+)
+def test_what_is_left_alone_and_why(status, outcome):
+    step = next_step(
+        checked(status, error="registry down" if status is Status.ERROR else None), Record()
+    )
+    assert isinstance(step, Leave) and step.outcome is outcome
+    assert (step.reason is None) == (outcome is Outcome.UNCHANGED)
+    if status is Status.ERROR:
+        assert step.reason == "registry down"
+
+
+def test_a_digest_that_failed_is_skipped_until_the_tag_moves():
+    step = next_step(checked(), Record(failed=FAILED_NEW))
+    assert isinstance(step, Leave) and step.outcome is Outcome.SKIPPED
+    assert NEW in (step.reason or "") and "unit restarted 3 time(s)" in (step.reason or "")
+    assert next_step(checked(remote=NEWER), Record(failed=FAILED_NEW)) == Deploy(
+        NEWER, "img-old", OLD
+    )
+
+
+def test_an_update_in_flight_is_resumed_when_its_image_runs():
+    record = Record(pending=PENDING)
+    assert next_step(checked(Status.CURRENT, runs="img-new"), record) == Resume(PENDING)
+    # Whatever the registry says now: the new image runs and was never proven.
+    assert next_step(checked(Status.ERROR, runs="img-new", error="x"), record) == Resume(PENDING)
+
+
+def test_a_rollback_in_flight_is_finished():
+    record = Record(pending=PENDING, failed=FAILED_NEW)
+    assert next_step(checked(Status.CURRENT, runs="img-new"), record) == RollBack(
+        PENDING, FAILED_NEW
+    )
+
+
+def test_an_update_whose_image_never_ran_is_decided_afresh():
+    record = Record(pending=PENDING)
+    assert next_step(checked(runs="img-old"), record) == Deploy(NEW, "img-old", OLD)
+    step = next_step(checked(Status.NOT_RUNNING, runs=None, remote=None), record)
+    assert isinstance(step, Leave) and step.outcome is Outcome.SKIPPED

@@ -1,0 +1,35 @@
+"""The two clients a check or a run speaks through: one engine connection and one registry
+client, with the registry tokens an earlier run cached."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from updater.config import Config
+from updater.engine import Engine
+from updater.registry import AuthCache, Registries
+from updater.state import read_cache, write_cache
+
+
+@dataclass(frozen=True)
+class Clients:
+    engine: Engine
+    registries: Registries
+
+
+@contextmanager
+def connected(config: Config, state_dir: Path, *, keep_tokens: bool) -> Iterator[Clients]:
+    """Both clients, closed at the end; with `keep_tokens`, the tokens learnt are cached for the
+    next run (a check reads the cache but never writes it)."""
+    registries = Registries(config.registry, cache=AuthCache.from_json(read_cache(state_dir)))
+    engine = Engine()
+    try:
+        yield Clients(engine, registries)
+    finally:
+        engine.close()
+        registries.close()
+        if keep_tokens:
+            write_cache(state_dir, registries.cache.to_json())

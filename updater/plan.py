@@ -1,0 +1,74 @@
+"""What a run does with one checked unit: a pure decision, from the check and the unit's record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from updater.check import Checked, Status
+from updater.outcome import Outcome
+from updater.state import Failure, Pending, Record
+
+
+@dataclass(frozen=True)
+class Leave:
+    """Touch nothing: the unit ends with this outcome (unchanged, skipped or failed) and reason."""
+
+    outcome: Outcome
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Deploy:
+    """Pull `digest`, restart onto it, prove it; `from_image` is what the container runs now."""
+
+    digest: str
+    from_image: str
+    from_digest: str | None
+
+
+@dataclass(frozen=True)
+class Resume:
+    """An earlier run restarted onto a new image and did not live to prove it: prove it now."""
+
+    pending: Pending
+
+
+@dataclass(frozen=True)
+class RollBack:
+    """An earlier run found the new image unhealthy and did not live to restore the old one."""
+
+    pending: Pending
+    failure: Failure
+
+
+Step = Leave | Deploy | Resume | RollBack
+
+
+def next_step(checked: Checked, record: Record) -> Step:
+    """The one thing to do for this unit now."""
+    pending, container = record.pending, checked.container
+    if pending and container is not None and container.image_id == pending.to_image:
+        failure = record.failed_digest(pending.to_digest)
+        return RollBack(pending, failure) if failure else Resume(pending)
+    return _for_status(checked, record)
+
+
+def _for_status(checked: Checked, record: Record) -> Step:
+    unit, remote, running = checked.unit, checked.remote_digest, checked.running_image
+    if checked.status is Status.ERROR:
+        return Leave(Outcome.FAILED, checked.error)
+    if checked.status in (Status.CURRENT, Status.PINNED):
+        return Leave(Outcome.UNCHANGED)
+    if checked.status is Status.NOT_RUNNING:
+        why = f"container {unit.container} is not running; start {unit.name} first"
+        return Leave(Outcome.SKIPPED, why)
+    if checked.status is Status.LOCAL_IMAGE:
+        why = f"container {unit.container} runs a locally built image; not replacing it"
+        return Leave(Outcome.SKIPPED, why)
+    if remote is None or running is None:  # an update-available check always has both
+        return Leave(Outcome.FAILED, "the check found no digests to compare")
+    failed = record.failed_digest(remote)
+    if failed:
+        why = f"{failed.digest} failed at {failed.at} ({failed.reason}); waiting for a new digest"
+        return Leave(Outcome.SKIPPED, why)
+    return Deploy(remote, running.id, checked.running_digest)

@@ -1,0 +1,229 @@
+"""One unit's update: pull, record, tag, restart and verify, then keep or roll back.
+
+The steps are ordered so that a run interrupted anywhere leaves the old or the new image running
+and the next run converges: the update is recorded before the service is touched, and a record
+found in flight is proven (or rolled back) by the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from updater import plan, systemd
+from updater.check import Checked, Status
+from updater.config import Unit
+from updater.engine import Engine, Image
+from updater.errors import EngineError, UpdaterError
+from updater.health import Expectation, Observation, Verdict, verify
+from updater.outcome import Outcome, Report
+from updater.plan import Deploy, Leave, Resume, RollBack
+from updater.state import Failure, Pending, State
+
+log = logging.getLogger("updater")
+
+
+@dataclass(frozen=True)
+class Host:
+    """What one unit's update acts on, besides systemd: the engine and the state file."""
+
+    engine: Engine
+    state: State
+
+
+def update(checked: Checked, host: Host) -> Report:
+    """Bring one unit to the digest its tag points to, or say why not."""
+    record = host.state.record(checked.unit.name)
+    step = plan.next_step(checked, record)
+    if (
+        record.pending
+        and not isinstance(step, Resume | RollBack)
+        and checked.status is not Status.ERROR
+    ):
+        host.state.end(checked.unit.name)  # the new image of that update never ran
+    try:
+        match step:
+            case Leave(outcome, reason):
+                return _report(checked, outcome, reason)
+            case Deploy():
+                return deploy(checked, step, host)
+            case Resume(pending):
+                log.warning("%s: finishing the update an earlier run began", checked.unit.name)
+                return keep_or_roll_back(
+                    checked, pending, _reverify(host, checked.unit, pending), host
+                )
+            case RollBack(pending, failure):
+                log.warning("%s: finishing the rollback an earlier run began", checked.unit.name)
+                return roll_back(checked, pending, failure, host)
+    except UpdaterError as err:
+        return _report(checked, Outcome.FAILED, str(err))
+
+
+def deploy(checked: Checked, step: Deploy, host: Host) -> Report:
+    """Pull the new digest, record the update, tag it, restart onto it, keep it or roll back."""
+    unit = checked.unit
+    before = systemd.state(unit.name)
+    if before.load_state != "loaded":
+        why = f"unit {unit.name} is {before.load_state or 'unknown'} to systemd; nothing done"
+        return _report(checked, Outcome.FAILED, why)
+    new = _fetch(host.engine, unit, step.digest)
+    pending = Pending(
+        step.from_image, step.from_digest, new.id, step.digest, before.invocation_id, _now()
+    )
+    host.state.begin(unit.name, pending)  # before the service is touched: a resume starts here
+    host.engine.tag(new.id, unit.image)
+    log.info("%s: restarting onto %s", unit.name, step.digest)
+    verdict = _restart_and_verify(host, unit, new.id)
+    return keep_or_roll_back(checked, pending, verdict, host)
+
+
+def keep_or_roll_back(checked: Checked, pending: Pending, verdict: Verdict, host: Host) -> Report:
+    """Keep the new image when healthy; otherwise remember its digest failed and roll back."""
+    unit = checked.unit
+    if verdict.healthy:
+        host.state.finish(unit.name, _clean_up(host, unit, pending))
+        log.info("%s: updated to %s", unit.name, pending.to_digest)
+        return _report(checked, Outcome.UPDATED, since=pending.from_digest)
+    failure = Failure(pending.to_digest, _now(), verdict.reason)
+    host.state.mark_failed(unit.name, failure)
+    log.error("%s: %s is not healthy: %s", unit.name, pending.to_digest, verdict.reason)
+    if not unit.policy.rollback:
+        host.state.end(unit.name)
+        return _report(
+            checked, Outcome.FAILED, f"not healthy: {verdict.reason}", pending.from_digest
+        )
+    return roll_back(checked, pending, failure, host)
+
+
+def roll_back(checked: Checked, pending: Pending, failure: Failure, host: Host) -> Report:
+    """Tag the old image back, restart onto it and prove it the same way."""
+    unit = checked.unit
+    log.warning("%s: rolling back to %s", unit.name, pending.from_image[:19])
+    host.engine.tag(pending.from_image, unit.image)
+    verdict = _restart_and_verify(host, unit, pending.from_image)
+    host.state.end(unit.name)
+    error = f"not healthy: {failure.reason}"
+    if not verdict.healthy:
+        error += f"; after rollback still not healthy: {verdict.reason}"
+        return _report(checked, Outcome.FAILED, error, pending.from_digest)
+    log.warning("%s: rolled back; %s will not be tried again", unit.name, pending.to_digest)
+    return _report(checked, Outcome.ROLLED_BACK, error, pending.from_digest)
+
+
+def _fetch(engine: Engine, unit: Unit, digest: str) -> Image:
+    """The image `repo@digest`, pulled only when the engine does not have it yet."""
+    present = engine.image(f"{unit.image.repository}@{digest}")
+    if present:
+        log.info("%s: %s is already present; not pulling", unit.name, digest)
+        return present
+    start = time.monotonic()
+    image = engine.pull(unit.image, digest, _progress(unit.name))
+    seconds = time.monotonic() - start
+    log.info("%s: pulled %s (%.1f MB in %.1f s)", unit.name, digest, image.size / 1e6, seconds)
+    return image
+
+
+def _restart_and_verify(host: Host, unit: Unit, image_id: str) -> Verdict:
+    before = systemd.state(unit.name)
+    try:
+        systemd.restart(unit.name, timeout=unit.policy.health_timeout)
+    except UpdaterError as err:
+        return Verdict(False, str(err))
+    after = systemd.state(unit.name)
+    return _verify(host, unit, _expectation(unit, image_id, before.invocation_id, after.n_restarts))
+
+
+def _reverify(host: Host, unit: Unit, pending: Pending) -> Verdict:
+    """Prove an update an earlier run restarted onto, against the unit as it is now."""
+    now = systemd.state(unit.name)
+    return _verify(
+        host, unit, _expectation(unit, pending.to_image, pending.invocation, now.n_restarts)
+    )
+
+
+def _verify(host: Host, unit: Unit, expect: Expectation) -> Verdict:
+    """The health verdict; an engine that went away meanwhile voids it, not the image.
+
+    A dockerd restart kills containers and makes units restart: that says nothing about the
+    new image. The update then stays in flight (raised, so `pending` is kept) and the next
+    run proves it once the engine is back, as after a SIGTERM.
+    """
+    outages: list[EngineError] = []
+    verdict = verify(expect, _observer(host.engine, unit, outages))
+    if outages and not verdict.healthy:
+        raise EngineError(
+            f"the Docker engine went away while verifying health ({outages[0]}); "
+            "the update stays in flight and the next run verifies it again"
+        )
+    return verdict
+
+
+def _observer(engine: Engine, unit: Unit, outages: list[EngineError]) -> Callable[[], Observation]:
+    def observe() -> Observation:
+        try:
+            container = engine.container(unit.container)
+        except EngineError as err:  # dockerd stopped or restarting: not up, and no verdict
+            if not outages:
+                log.warning("%s: %s", unit.name, err)
+            outages.append(err)
+            container = None
+        return Observation(systemd.state(unit.name), container)
+
+    return observe
+
+
+def _clean_up(host: Host, unit: Unit, pending: Pending) -> list[str]:
+    """Remove superseded images beyond `keep_images`; the ones kept for rollback, newest first."""
+    earlier = host.state.record(unit.name).superseded
+    images = list(dict.fromkeys(i for i in (pending.from_image, *earlier) if i != pending.to_image))
+    keep, drop = images[: unit.policy.keep_images], images[unit.policy.keep_images :]
+    for image_id in drop:
+        removed = host.engine.remove_image(image_id)
+        log.info(
+            "%s: %s superseded image %s", unit.name, "removed" if removed else "kept", image_id[:19]
+        )
+    return keep
+
+
+def _expectation(unit: Unit, image_id: str, old_invocation: str, n_restarts: int) -> Expectation:
+    return Expectation(
+        image_id=image_id,
+        old_invocation=old_invocation,
+        n_restarts=n_restarts,
+        timeout=unit.policy.health_timeout,
+        settle=unit.policy.settle,
+    )
+
+
+def _report(
+    checked: Checked, outcome: Outcome, error: str | None = None, since: str | None = None
+) -> Report:
+    """The unit's line in the report; `since` is the digest it ran before this update."""
+    unit = checked.unit
+    from_digest = since or checked.running_digest
+    return Report(unit.name, str(unit.image), outcome, from_digest, checked.remote_digest, error)
+
+
+def _progress(unit: str) -> Callable[[dict[str, Any]], None]:
+    """Pull progress on a terminal; nothing in the journal (one line after the pull)."""
+    tty = sys.stderr.isatty()
+    layers: dict[str, str] = {}
+
+    def show(event: dict[str, Any]) -> None:
+        if not tty or "id" not in event:
+            return
+        layers[event["id"]] = event.get("status", "")
+        done = sum(1 for s in layers.values() if s in ("Pull complete", "Already exists"))
+        sys.stderr.write(f"\r{unit}: pulling, {done}/{len(layers)} layers done")
+        sys.stderr.flush()
+
+    return show
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
