@@ -27,6 +27,12 @@ class Cli:
         with self.config.open("a") as f:
             f.write("\n".join(lines) + "\n")
 
+    def notify(self, **settings: object) -> None:
+        """Add a [notify] table (say it once: a table cannot be written twice)."""
+        lines = ["[notify]", *(f"{key} = {json.dumps(v)}" for key, v in settings.items())]
+        with self.config.open("a") as f:
+            f.write("\n".join(lines) + "\n")
+
     def registry(self, host: str, **settings: object) -> None:
         lines = [f'[registries."{host}"]']
         lines += [

@@ -12,19 +12,27 @@ class Receiver(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, status: int = 200, delay: float = 0) -> None:
-        self.bodies: list[dict] = []
+        self.bodies: list[dict] = []  # the JSON bodies POSTed, in order
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(handler) -> None:  # noqa: N802, N805
                 body = handler.rfile.read(int(handler.headers["Content-Length"]))
                 self.bodies.append(json.loads(body))
-                time.sleep(delay)
-                handler.send_response(status)
-                handler.send_header("Content-Length", "0")
-                handler.end_headers()
+                answer(handler)
+
+            def do_GET(handler) -> None:  # noqa: N802, N805
+                answer(handler)
 
             def log_message(handler, *args) -> None:  # noqa: N805
                 pass
+
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            self.requests.append((handler.command, handler.path))
+            time.sleep(delay)
+            handler.send_response(status)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
 
         super().__init__(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()

@@ -53,15 +53,19 @@ class RegistrySettings:
 class Notify:
     """Who hears about which outcomes; every target is optional."""
 
-    on: tuple[str, ...] = ("updated", "rolled-back", "failed")
+    on: tuple[str, ...] = ("updated", "rolled-back", "failed", "recovered")
     webhook: tuple[str, ...] = ()
     slack: tuple[str, ...] = ()
     command: tuple[str, ...] = ()  # argv, run without a shell
+    urls: tuple[str, ...] = ()  # Apprise URLs: ntfy://, discord://, mailto://, tgram://, ...
     timeout: float = 5
+    remind: float = 86400  # seconds between reminders that a unit is still failing; 0: never
+    ping: str = ""  # a dead-man's switch, pinged after every run that completes
+    ping_fail: str = ""  # pinged instead after a run in which a unit failed
 
     @property
     def targets(self) -> int:
-        return len(self.webhook) + len(self.slack) + (1 if self.command else 0)
+        return len(self.webhook) + len(self.slack) + len(self.urls) + (1 if self.command else 0)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,18 @@ _POLICY_KEYS: dict[str, tuple[Any, str]] = {
 _UNIT_KEYS = {"image", "container"} | set(_POLICY_KEYS)
 _REGISTRY_KEYS = {"insecure", "ca_file"}
 _TOP_KEYS = {"defaults", "units", "registries", "notify", "metrics"}
-_NOTIFY_KEYS = {"on", "webhook", "slack", "command", "timeout"}
+_NOTIFY_KEYS = {
+    "on",
+    "webhook",
+    "slack",
+    "command",
+    "urls",
+    "timeout",
+    "remind",
+    "ping",
+    "ping_fail",
+}
+_EVENTS = (*(o.value for o in Outcome), "recovered")
 
 
 def config_d(main: Path) -> Path:
@@ -166,11 +181,31 @@ def _notify(path: Path, raw: Any) -> Notify:
     table = _table(path, "notify", raw)
     _reject_unknown(path, "notify", table, _NOTIFY_KEYS)
     on = table.get("on", list(Notify.on))
-    outcomes = [o.value for o in Outcome]
-    if not isinstance(on, list) or not all(o in outcomes for o in on):
-        raise ConfigError(f"{path}: notify.on: {_show(on)} is not a list of {', '.join(outcomes)}")
+    if not isinstance(on, list) or not all(o in _EVENTS for o in on):
+        raise ConfigError(f"{path}: notify.on: {_show(on)} is not a list of {', '.join(_EVENTS)}")
     urls = {key: _urls(path, key, table.get(key, [])) for key in ("webhook", "slack")}
-    command = table.get("command", "")
+    timeout = table.get("timeout", Notify.timeout)
+    if not _number(timeout) or not 0 < timeout <= 60:
+        accepted = "a number of seconds 0-60"
+        raise ConfigError(f"{path}: notify.timeout: {_show(timeout)} is not {accepted}")
+    ping = _urls(path, "ping", table.get("ping", []))
+    ping_fail = _urls(path, "ping_fail", table.get("ping_fail", []))
+    if len(ping) > 1 or len(ping_fail) > 1 or (ping_fail and not ping):
+        raise ConfigError(f"{path}: notify.ping_fail: needs one notify.ping URL, and is one URL")
+    return Notify(
+        on=tuple(on),
+        webhook=urls["webhook"],
+        slack=urls["slack"],
+        command=_command(path, table.get("command", "")),
+        urls=_apprise_urls(path, table.get("urls", [])),
+        timeout=timeout,
+        remind=duration(path, "notify.remind", table.get("remind", Notify.remind)),
+        ping=ping[0] if ping else "",
+        ping_fail=ping_fail[0] if ping_fail else (f"{ping[0].rstrip('/')}/fail" if ping else ""),
+    )
+
+
+def _command(path: Path, command: Any) -> tuple[str, ...]:
     if not isinstance(command, str):
         raise ConfigError(f"{path}: notify.command: must be a command line (a string)")
     try:
@@ -179,11 +214,37 @@ def _notify(path: Path, raw: Any) -> Notify:
         raise ConfigError(f"{path}: notify.command: {err}") from err
     if argv and not os.path.isabs(argv[0]):
         raise ConfigError(f"{path}: notify.command: {argv[0]!r} must be an absolute path")
-    timeout = table.get("timeout", Notify.timeout)
-    if not _number(timeout) or not 0 < timeout <= 60:
-        accepted = "a number of seconds 0-60"
-        raise ConfigError(f"{path}: notify.timeout: {_show(timeout)} is not {accepted}")
-    return Notify(tuple(on), urls["webhook"], urls["slack"], argv, timeout)
+    return argv
+
+
+def _apprise_urls(path: Path, value: Any) -> tuple[str, ...]:
+    """Apprise URLs, checked for shape here; Apprise itself reads them only when it sends."""
+    urls = [value] if isinstance(value, str) else value
+    shape = r"[a-z][a-z0-9+.-]*://\S+"
+    if not isinstance(urls, list) or not all(
+        isinstance(u, str) and re.fullmatch(shape, u) for u in urls
+    ):
+        raise ConfigError(
+            f"{path}: notify.urls: must be a notification URL (ntfy://…, discord://…, "
+            "mailto://…: see Apprise's list of services) or a list of them"
+        )
+    return tuple(urls)
+
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def duration(path: Path, key: str, value: Any) -> float:
+    """Seconds, from a number of seconds or a string like `90s`, `15m`, `2h`, `1d`, `1h30m`."""
+    if _number(value) and 0 <= value < 10**9:
+        return float(value)
+    found = _DURATION.fullmatch(value) if isinstance(value, str) and value else None
+    if not found:
+        raise ConfigError(
+            f"{path}: {key}: {_show(value)} is not a duration (seconds, or like 90s, 15m, 2h, 1d)"
+        )
+    days, hours, minutes, seconds = (int(g or 0) for g in found.groups())
+    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
 
 
 def _urls(path: Path, key: str, value: Any) -> tuple[str, ...]:

@@ -6,9 +6,9 @@ import http.client
 import json
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -39,6 +39,7 @@ class Image:
     repo_digests: tuple[str, ...]
     repo_tags: tuple[str, ...]
     size: int
+    labels: Mapping[str, str] = field(default_factory=dict)  # the image config's Labels
 
     def digests_for(self, ref: Reference) -> list[str]:
         """The digests this image has in `ref`'s repository (there can be several)."""
@@ -147,6 +148,7 @@ class Engine:
             repo_digests=tuple(data.get("RepoDigests") or ()),
             repo_tags=tuple(data.get("RepoTags") or ()),
             size=int(data.get("Size") or 0),
+            labels=_labels(data),
         )
 
     def pull(
@@ -184,6 +186,13 @@ class Engine:
         except EngineError:
             return False
         return True
+
+
+def _labels(data: dict[str, Any]) -> dict[str, str]:
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    return (
+        {k: v for k, v in labels.items() if isinstance(v, str)} if isinstance(labels, dict) else {}
+    )
 
 
 class _UnixConnection(http.client.HTTPConnection):

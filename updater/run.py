@@ -10,15 +10,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sdnotify
 
 from updater import metrics, notify
+from updater.alerts import Event, alert
 from updater.check import check_all
 from updater.clients import connected
-from updater.config import Config, Unit
+from updater.config import Config, Notify, Unit
+from updater.engine import Engine
+from updater.errors import UpdaterError
 from updater.outcome import Outcome, Report, any_bad, summary
+from updater.revision import Change, change
 from updater.state import State, lock
 from updater.update import Host, update
 
@@ -31,7 +37,8 @@ def run(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Report]:
     notifier = sdnotify.SystemdNotifier()  # does nothing outside systemd
     with lock(state_dir):
         state = State.load(state_dir)
-        reports = _check_and_update(config, units, state, state_dir, notifier)
+        reports, changes = _check_and_update(config, units, state, state_dir, notifier)
+        events = _events(reports, changes, state, config.notify)
         counts = state.count(reports)
         state.save()
         if config.metrics:
@@ -40,7 +47,9 @@ def run(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Report]:
     _log_summary(reports)
     notifier.notify(f"STATUS={summary(reports)}")
     if config.notify.targets:
-        notify.send(reports, config.notify)
+        notify.send(events, config.notify)
+    if config.notify.ping:
+        notify.ping(config.notify, ok=not any_bad(reports))  # as the exit status says
     return reports
 
 
@@ -50,7 +59,8 @@ def _check_and_update(
     state: State,
     state_dir: Path,
     notifier: sdnotify.SystemdNotifier,
-) -> list[Report]:
+) -> tuple[list[Report], dict[str, Change]]:
+    """Every unit's report, and (for notifications) what changed where a unit moved."""
     notifier.notify(f"STATUS=checking {len(units)} unit(s)")
     with connected(config, state_dir, keep_tokens=True) as clients:
         checked = check_all(units, clients)
@@ -59,7 +69,40 @@ def _check_and_update(
         for item in checked:
             notifier.notify(f"STATUS=updating {item.unit.name}")
             reports.append(update(item, host))
-        return reports
+        changes = _changes(units, reports, clients.engine) if config.notify.targets else {}
+        return reports, changes
+
+
+def _changes(units: Sequence[Unit], reports: Sequence[Report], engine: Engine) -> dict[str, Change]:
+    """The revisions CI labelled the old and new images with, for each unit that moved."""
+    found = {}
+    repositories = {u.name: u.image.repository for u in units}
+    for r in reports:
+        if r.outcome not in (Outcome.UPDATED, Outcome.ROLLED_BACK) or not r.from_digest:
+            continue
+        try:
+            old = engine.image(f"{repositories[r.unit]}@{r.from_digest}")
+            new = engine.image(f"{repositories[r.unit]}@{r.to_digest}")
+        except UpdaterError:
+            continue  # a notification goes out all the same, without the revisions
+        moved = old and new and change(old.labels, new.labels)
+        if moved:
+            found[r.unit] = moved
+    return found
+
+
+def _events(
+    reports: Sequence[Report], changes: dict[str, Change], state: State, settings: Notify
+) -> list[Event]:
+    """The notifications this run makes; each unit's failing record moves on with them."""
+    now, events = datetime.now(UTC), []
+    remind = timedelta(seconds=settings.remind) if settings.remind else None
+    for r in reports:
+        event, failing = alert(r, state.record(r.unit).failing, now, remind)
+        state.set_failing(r.unit, failing)
+        if event:
+            events.append(replace(event, change=changes.get(r.unit)))
+    return events
 
 
 def _log_summary(reports: Sequence[Report]) -> None:

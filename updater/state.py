@@ -51,12 +51,21 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Failing:
+    """The unit has been failing since `since`; people were last told at `notified`."""
+
+    since: str
+    notified: str
+
+
+@dataclass(frozen=True)
 class Record:
     """Everything the state file remembers of one unit."""
 
     pending: Pending | None = None
     failed: Failure | None = None
     superseded: tuple[str, ...] = ()  # image IDs kept for rollback, newest first
+    failing: Failing | None = None  # for notifications: told once, reminded, told of recovery
     outcomes: Mapping[str, int] = field(default_factory=dict)  # run outcomes counted
 
     def failed_digest(self, digest: str | None) -> Failure | None:
@@ -121,6 +130,10 @@ class State:
             self._change(unit, pending=None)
             self.save()
 
+    def set_failing(self, unit: str, failing: Failing | None) -> None:
+        """Remember whether the unit is failing and when people were told (saved with the run)."""
+        self._change(unit, failing=failing)
+
     def count(self, reports: Iterable[Report]) -> dict[str, dict[str, int]]:
         """Add this run's outcomes to the per-unit counters; all counters, for the metrics."""
         for report in reports:
@@ -165,6 +178,8 @@ def _entry(record: Record) -> dict[str, Any]:
         entry["failed"] = vars(record.failed)
     if record.superseded:
         entry["superseded"] = list(record.superseded)
+    if record.failing:
+        entry["failing"] = vars(record.failing)
     if record.outcomes:
         entry["outcomes"] = dict(record.outcomes)
     return entry
@@ -179,6 +194,7 @@ def _record(unit: str, entry: Any) -> Record:
         "pending": _pending,
         "failed": _failure,
         "superseded": _superseded,
+        "failing": _failing,
         "outcomes": _outcomes,
     }
     fields: dict[str, Any] = {}
@@ -227,6 +243,14 @@ def _failure(raw: Any) -> Failure | None:
     return Failure(
         raw["digest"], at if isinstance(at, str) else "", reason if isinstance(reason, str) else ""
     )
+
+
+def _failing(raw: Any) -> Failing | None:
+    if not isinstance(raw, dict) or not all(
+        isinstance(raw.get(k), str) for k in ("since", "notified")
+    ):
+        return None
+    return Failing(raw["since"], raw["notified"])
 
 
 def _superseded(raw: Any) -> tuple[str, ...] | None:

@@ -61,6 +61,14 @@ def test_registry_settings(main_file, tmp_path):
         ('[notify]\ncommand = "/bin/x \'open"\n', "notify.command: No closing quotation"),
         ("[notify]\ntimeout = 0\n", "notify.timeout: 0 is not a number of seconds"),
         ('[notify]\nemail = "x"\n', "unknown key 'notify.email'"),
+        ('[notify]\nurls = ["not a url"]\n', "notify.urls: must be a notification URL"),
+        ('[notify]\nremind = "soon"\n', "notify.remind: 'soon' is not a duration"),
+        ("[notify]\nremind = -1\n", "notify.remind: -1 is not a duration"),
+        (
+            '[notify]\nping_fail = "https://hc.example/x/fail"\n',
+            "notify.ping_fail: needs one notify.ping URL",
+        ),
+        ('[notify]\nping = "hc.example/x"\n', "notify.ping: must be an http(s) URL"),
         (
             '[metrics]\npath = "rel.prom"\n',
             "metrics.path: must be an absolute path ending in .prom",
@@ -175,3 +183,20 @@ def test_notify_and_metrics(main_file):
     assert config.notify.command == ("/usr/bin/logger", "-t", "up")
     assert config.metrics == Path("/var/lib/node_exporter/updater.prom")
     assert load(write(main_file, "")).notify.targets == 0
+
+
+def test_notify_urls_reminders_and_ping(main_file):
+    config = load(
+        write(
+            main_file,
+            '[notify]\nurls = "ntfy://ntfy.sh/acme"\nremind = "1h30m"\nping = "https://hc-ping.com/u/"\n',
+        )
+    )
+    assert config.notify.urls == ("ntfy://ntfy.sh/acme",) and config.notify.targets == 1
+    assert config.notify.remind == 5400
+    assert (config.notify.ping, config.notify.ping_fail) == (
+        "https://hc-ping.com/u/",
+        "https://hc-ping.com/u/fail",
+    )
+    defaults = load(write(main_file, "")).notify
+    assert defaults.remind == 86400 and "recovered" in defaults.on and not defaults.ping
