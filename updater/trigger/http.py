@@ -100,7 +100,7 @@ class Exchange:
         if waiting and len(self._parser.trailing_data[0]) < length:
             self.interim()
         body = bytearray()
-        while not isinstance(event := self._next_event(b""), h11.EndOfMessage):
+        while not isinstance(event := self._next_event(None), h11.EndOfMessage):
             if isinstance(event, h11.Data):
                 body += event.data
                 continue
@@ -151,11 +151,13 @@ class Exchange:
         finally:
             self.sock.close()
 
-    def _next_event(self, received: bytes | bytearray) -> object:
-        """h11's next event; what it refuses is answered as this trigger always answered it."""
+    def _next_event(self, received: bytearray | None) -> object:
+        """h11's next event; what it refuses in the head (`received` so far) is answered as ever."""
         try:
             return self._parser.next_event()
         except h11.RemoteProtocolError as err:
+            if received is None:  # a body framed by its length: only a bug gets here
+                raise bad_request("malformed request") from None
             head = bytes(received[: len(received) - len(self._parser.trailing_data[0])])
             raise refusal(err, head) from None
 
@@ -224,7 +226,7 @@ def strict_head(request: h11.Request, head: bytes, single: Collection[str]) -> i
 
 def strict_lines(head: bytes) -> None:
     """400 for a bare LF line end, a folded line or a control character in a field's value."""
-    *lines, blank, _ = head.split(b"\n")  # as h11 splits it; the head ends with a blank line
+    *lines, blank = head.split(b"\n")[:-1] or [b"\r"]  # as h11 splits it, the blank line last
     for number, line in enumerate(lines):
         if not line.endswith(b"\r"):
             raise bad_request("malformed header field" if number else "malformed request line")
