@@ -3,23 +3,19 @@ program on a socket as its stdin."""
 
 from __future__ import annotations
 
-import contextlib
 import io
-import json
 import os
 import re
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from testbed import PROJECT
-from testbed.trigger import BODY, SECRET, request, sign
+from testbed.trigger import BODY, SECRET, exchange, request, sending, sign, talk
 from updater import log
 from updater.trigger.http import MAX_BODY, MAX_HEAD
 from updater.trigger.rules import (
@@ -30,59 +26,6 @@ from updater.trigger.rules import (
     serve,
     settings_from,
 )
-
-
-class Reply:
-    """What the client read: status, headers, JSON body, and how long the server took to close."""
-
-    def __init__(self, raw: bytes, seconds: float) -> None:
-        self.raw, self.seconds = raw, seconds
-        head, _, body = raw.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        self.status = int(lines[0].split(" ")[1]) if lines[0] else 0
-        self.headers = dict(line.split(": ", 1) for line in lines[1:])
-        self.json = json.loads(body) if body.strip() else None
-
-
-def talk(client: socket.socket, send: Callable[[socket.socket], None]) -> Callable[[], Reply]:
-    """Run the client in a thread: `send`, then read until the server closes; join for the Reply."""
-    result: list[Reply] = []
-
-    def client_side() -> None:
-        start = time.monotonic()
-        with contextlib.suppress(OSError):  # refused before reading it all: the reply says why
-            send(client)
-        client.settimeout(15)
-        data = b""
-        try:
-            while chunk := client.recv(65536):
-                data += chunk
-        except OSError:
-            pass
-        result.append(Reply(data, time.monotonic() - start))
-        client.close()
-
-    thread = threading.Thread(target=client_side)
-    thread.start()
-
-    def join() -> Reply:
-        thread.join(20)
-        return result[0]
-
-    return join
-
-
-def sending(data: bytes) -> Callable[[socket.socket], None]:
-    return lambda client: client.sendall(data)
-
-
-def exchange(settings: Settings, send: bytes | Callable[[socket.socket], None]):
-    """serve() one connection of a socketpair; the Answer, the client's Reply, the runs asked for."""
-    server, client = socket.socketpair()
-    runs: list[float] = []
-    join = talk(client, send if callable(send) else sending(send))
-    answer = serve(server, settings, lambda: runs.append(time.monotonic()))
-    return answer, join(), len(runs)
 
 
 @pytest.fixture
