@@ -84,6 +84,9 @@ def test_install_timer_update_upgrade_uninstall(machine, dockerd, tmp_path):
         assert sh(machine, "systemctl is-active updater.timer").stdout.strip() == "active"
         assert sh(machine, "command -v updater").stdout.strip() == "/usr/local/bin/updater"
         assert "[defaults]" in machine.read_file("/etc/updater/config.toml")
+        # The trigger's handler, as its unit starts it, has its package and h11 installed.
+        handler = sh(machine, "/opt/updater/bin/python -m updater.trigger </dev/null", check=False)
+        assert handler.returncode == 2 and "stdin is not a socket" in handler.stderr, handler.stderr
 
         # An app unit as in units/example-app.service, on the image CI published.
         v1 = build_image(dockerd, ref, seed=f"{name}-v1")
