@@ -14,8 +14,7 @@ from pathlib import Path
 from updater.config import Config, Unit
 from updater.engine import Container, Engine, Image
 from updater.errors import UpdaterError
-from updater.registry import AuthCache, Registries
-from updater.state import read_cache
+from updater.registry import Registries, tokens
 
 WORKERS = 8  # parallel checks: enough to hide round trips, few enough to stay polite
 
@@ -56,7 +55,7 @@ def check(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Checke
 
     Reuses the tokens an earlier run cached, and writes nothing.
     """
-    registries = Registries(config.registry, cache=AuthCache.from_json(read_cache(state_dir)))
+    registries = Registries(config.registry, cache=tokens.load(state_dir))
     engine = Engine()
     try:
         return check_all(units, engine, registries)

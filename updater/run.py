@@ -26,8 +26,8 @@ from updater.config import Config, Unit
 from updater.engine import Engine, Image
 from updater.errors import EngineError, UpdaterError
 from updater.health import Expectation, Observation, Verdict, verify
-from updater.registry import AuthCache, Registries
-from updater.state import State, lock, read_cache, write_cache
+from updater.registry import Registries, tokens
+from updater.state import State, lock
 
 log = logging.getLogger("updater")
 
@@ -86,7 +86,7 @@ def _check_and_update(
     status: sdnotify.SystemdNotifier,
 ) -> list[Report]:
     status.notify(f"STATUS=checking {len(units)} unit(s)")
-    registries = Registries(config.registry, cache=AuthCache.from_json(read_cache(state_dir)))
+    registries = Registries(config.registry, cache=tokens.load(state_dir))
     engine = Engine()
     try:
         checked = check_all(units, engine, registries)
@@ -99,7 +99,7 @@ def _check_and_update(
     finally:
         engine.close()
         registries.close()
-        write_cache(state_dir, registries.cache.to_json())
+        tokens.save(state_dir, registries.cache)
 
 
 def _facts(reports: Sequence[Report]) -> list[dict[str, object]]:
