@@ -77,6 +77,21 @@ def test_plain_http_registry_gets_absolute_uri_requests(registry_factory, proxy,
     assert lines == [("CONNECT", host), ("HEAD", f"http://{host}/v2/a/manifests/prod")]
 
 
+def test_plain_http_with_only_http_proxy_falls_back_to_it(registry_factory, proxy, docker_config):
+    registry = registry_factory()
+    digest = registry.push_image("a", "prod", seed="a")
+    host = f"{NAME}:{registry.port}"
+    settings = RegistrySettings(insecure=True)
+    client = Registries(lambda h: settings, DockerConfig(), environ={"HTTP_PROXY": proxy.url})
+    try:
+        assert client.digest(parse(f"{host}/a:prod")) == digest  # https direct cannot reach it
+    finally:
+        client.close()
+    assert [(s.method, s.target) for s in proxy.log] == [
+        ("HEAD", f"http://{host}/v2/a/manifests/prod")
+    ]
+
+
 def test_proxy_credentials_are_sent_and_never_shown(registry_factory, docker_config):
     registry = registry_factory(tls=True, names=(NAME,))
     digest = registry.push_image("a", "prod", seed="a")

@@ -53,6 +53,7 @@ class Rule:
     port: str = ""
 
     def matches(self, host: str, port: str, ip: Address | None) -> bool:
+        """Whether this entry sends `host:port` (whose address is `ip`, if it is one) direct."""
         if self.network is not None:
             found = ip is not None and ip in self.network
         else:

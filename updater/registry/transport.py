@@ -129,7 +129,10 @@ class Pool:
         raise AssertionError("unreachable")
 
     def speaks_tls(self, netloc: str) -> bool:
-        """Whether the server answers a TLS handshake (a plain-HTTP registry does not)."""
+        """Whether the server answers a TLS handshake (a plain-HTTP registry does not).
+
+        When https cannot reach it at all, plain http is worth trying only through a proxy of
+        its own (as dockerd falls back); else https, and the real request says what is wrong."""
         name, port = split_host(netloc)
         context = ssl._create_unverified_context()  # only asks whether TLS is spoken at all
         try:
@@ -140,7 +143,7 @@ class Pool:
         except (ssl.SSLError, ConnectionResetError):
             return False
         except (OSError, ProxyFailed, http.client.HTTPException, ValueError):
-            return True  # unreachable either way: let the real request say so
+            return self.proxies.for_origin("http", netloc) is None
 
     def _proxy(self, scheme: str, netloc: str) -> Proxy | None:
         proxy = self.proxies.for_origin(scheme, netloc)
