@@ -7,6 +7,7 @@ the proxy logged.
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from collections.abc import Iterator
 
@@ -127,6 +128,19 @@ def test_proxy_down_is_an_error_naming_the_proxy(registry_factory, docker_config
     assert f"cannot connect to proxy {where} (from HTTPS_PROXY)" in message
     assert "Connection refused" in message and PASSWORD not in message
     assert registry.requests() == []
+
+
+def test_proxy_that_never_answers_is_named(docker_config):
+    silent = socket.socket()  # listens and never accepts: the CONNECT gets no answer
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    where = f"127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        with pytest.raises(RegistryError) as err:
+            through(f"http://{where}").digest(parse(f"{NAME}:5000/a:prod"))
+    finally:
+        silent.close()
+    assert f"proxy {where} did not answer in 10 s" in str(err.value)
 
 
 def test_proxy_that_cannot_reach_the_registry_answers_502(proxy, docker_config):

@@ -246,11 +246,7 @@ def _tunnel(proxy: Proxy, host: str, port: int) -> socket.socket:
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")  # a non-ASCII host: ValueError
     sock = _dial_proxy(proxy)
     try:
-        sock.sendall(request)
-        # The proxy sends nothing after its answer until we speak TLS: reading the answer
-        # through a buffered file cannot swallow bytes of the tunnel.
-        response = http.client.HTTPResponse(sock, method="CONNECT")
-        response.begin()
+        response = _connect(sock, request, proxy)
         if not 200 <= response.status < 300:
             raise ProxyFailed(_refusal(proxy, response.status, response.reason, authority))
         response.close()  # the file over the socket only: the socket stays open
@@ -258,6 +254,22 @@ def _tunnel(proxy: Proxy, host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _connect(sock: socket.socket, request: bytes, proxy: Proxy) -> http.client.HTTPResponse:
+    """Send CONNECT and read the proxy's answer; what goes wrong meanwhile is the proxy's."""
+    try:
+        sock.sendall(request)
+        # The proxy sends nothing after its answer until we speak TLS: reading the answer
+        # through a buffered file cannot swallow bytes of the tunnel.
+        response = http.client.HTTPResponse(sock, method="CONNECT")
+        response.begin()
+        return response
+    except TimeoutError as err:
+        raise ProxyFailed(f"proxy {proxy.where} did not answer in {TIMEOUT:g} s") from err
+    except (OSError, http.client.HTTPException) as err:
+        reason = getattr(err, "strerror", None) or repr(err)
+        raise ProxyFailed(f"proxy {proxy.where} broke off the CONNECT: {reason}") from err
 
 
 def _refusal(proxy: Proxy, status: int, reason: str, target: str) -> str:
