@@ -13,6 +13,7 @@ import base64
 import http.client
 import select
 import socket
+import socketserver
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -154,6 +155,33 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
+
+
+class Relay(socketserver.ThreadingTCPServer):
+    """A plain TCP relay from `listen` to `upstream`: a direct path, for the NO_PROXY tests.
+    `connections` counts what it relayed."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, listen: tuple[str, int], upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.connections = 0
+        super().__init__(listen, _RelayHandler)
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _RelayHandler(socketserver.BaseRequestHandler):
+    server: Relay
+
+    def handle(self) -> None:
+        self.server.connections += 1
+        with socket.create_connection(self.server.upstream, timeout=5) as upstream:
+            _pipe(self.request, upstream)
 
 
 def _pipe(a: socket.socket, b: socket.socket) -> None:

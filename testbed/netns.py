@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 POOL = ipaddress.ip_network("10.251.0.0/16")  # the /30s handed out come from here
 
@@ -60,14 +62,23 @@ def _free_subnet() -> ipaddress.IPv4Network:
 
 
 @contextmanager
-def namespace(tag: str) -> Iterator[Namespace]:
-    """A fresh namespace and veth pair, removed afterwards whatever happened."""
+def namespace(tag: str, hosts: Mapping[str, str] | None = None) -> Iterator[Namespace]:
+    """A fresh namespace and veth pair, removed afterwards whatever happened.
+
+    `hosts` maps names to addresses for what runs inside: its own /etc/hosts, which `ip netns
+    exec` mounts from /etc/netns/NAME/hosts; "host" stands for the host's end of the pair."""
     subnet = _free_subnet()
     host, inside = (str(a) for a in subnet.hosts())
     suffix = f"{os.getpid() % 100000}{tag}"[:9]
     ns = Namespace(f"updater-{suffix}", f"uph{suffix}", host, inside)
+    etc = Path("/etc/netns") / ns.name
     _ip("netns", "add", ns.name)
     try:
+        if hosts:
+            etc.mkdir(parents=True)
+            lines = ["127.0.0.1 localhost", "::1 localhost"]
+            lines += [f"{host if a == 'host' else a} {name}" for name, a in hosts.items()]
+            (etc / "hosts").write_text("\n".join(lines) + "\n")
         _ip("link", "add", ns.host_link, "type", "veth", "peer", "name", f"upn{suffix}")
         _ip("link", "set", f"upn{suffix}", "netns", ns.name)
         _ip("addr", "add", f"{host}/30", "dev", ns.host_link)
@@ -77,5 +88,8 @@ def namespace(tag: str) -> Iterator[Namespace]:
         _ip("-n", ns.name, "link", "set", "lo", "up")
         yield ns
     finally:
+        shutil.rmtree(etc, ignore_errors=True)
+        with suppress(OSError):
+            etc.parent.rmdir()  # /etc/netns itself, when no other namespace has files there
         subprocess.run(["ip", "link", "del", ns.host_link], capture_output=True, timeout=30)
         subprocess.run(["ip", "netns", "del", ns.name], capture_output=True, timeout=30)

@@ -21,7 +21,7 @@ import pytest
 
 from testbed import PROJECT, needs
 from testbed.engine import Dockerd, build_image, push
-from testbed.forward_proxy import ForwardProxy
+from testbed.forward_proxy import ForwardProxy, Relay
 from testbed.netns import Namespace, namespace
 from testbed.registry import Registry
 
@@ -49,7 +49,11 @@ class Site:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     needs("ip", "dockerd", "docker-registry")
     work = tmp_path_factory.mktemp("proxied")
-    with namespace("p") as ns, Registry(work / "registry", tls=True, names=(NAME,)) as registry:
+    # Inside, the name resolves to the host's end of the pair, where no registry listens.
+    with (
+        namespace("p", hosts={NAME: "host"}) as ns,
+        Registry(work / "registry", tls=True, names=(NAME,)) as registry,
+    ):
         proxy = ForwardProxy(ns.host_address, {NAME: "127.0.0.1"}, {"alice": PASSWORD})
         environ = {**os.environ, "HTTPS_PROXY": proxy.url_with("alice", PASSWORD)}
         environ.pop("NO_PROXY", None)
@@ -104,7 +108,7 @@ def check(site: Site, tmp_path: Path, ref: str, **environ: str) -> tuple[int, di
 def test_the_registry_is_out_of_reach_without_the_proxy(site, app, tmp_path):
     code, report, output = check(site, tmp_path, app)
     assert (code, report["status"]) == (1, "error")
-    assert f"cannot connect to {site.host}" in report["error"]
+    assert f"cannot connect to {site.host}: Connection refused" in report["error"]
     assert site.proxy.log == [] and site.registry.requests() == []
 
 
@@ -129,11 +133,17 @@ def test_check_through_the_proxy(site, app, tmp_path):
 
 
 def test_no_proxy_sends_the_registry_direct(site, app, tmp_path):
+    # A direct path for this test only: the host's end of the pair relays to the registry.
+    relay = Relay((site.ns.host_address, site.registry.port), ("127.0.0.1", site.registry.port))
     proxy = site.proxy.url_with("alice", PASSWORD)
-    code, report, output = check(site, tmp_path, app, HTTPS_PROXY=proxy, NO_PROXY=".test")
-    assert (code, report["status"]) == (1, "error")
-    assert f"cannot connect to {site.host}" in report["error"]
-    assert site.proxy.log == [] and PASSWORD not in output
+    try:
+        code, report, output = check(site, tmp_path, app, HTTPS_PROXY=proxy, NO_PROXY=".test")
+    finally:
+        relay.stop()
+    assert (code, report["status"], report["error"]) == (0, "current", None)
+    assert [(r.method, r.status) for r in site.registry.requests()] == [("HEAD", 200)]
+    assert site.proxy.log == [] and relay.connections == 1
+    assert PASSWORD not in output
 
 
 def test_proxy_wanting_credentials_is_an_error(site, app, tmp_path):
