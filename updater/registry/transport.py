@@ -61,9 +61,10 @@ def translated(what: str, host: str, hint: str = "") -> Iterator[None]:
         raise RegistryError(f"{what}: cannot connect to {host}: {reason}") from err
     except http.client.HTTPException as err:
         raise RegistryError(f"{what}: {host} answered garbage: {err!r}") from err
-    except (ProxyFailed, TooLarge) as err:
-        message = f"the answer is larger than {err} bytes" if isinstance(err, TooLarge) else err
-        raise RegistryError(f"{what}: {message}") from err
+    except ProxyFailed as err:
+        raise RegistryError(f"{what}: {err}") from err
+    except TooLarge as err:
+        raise RegistryError(f"{what}: the answer is larger than {err} bytes") from err
     except ValueError as err:  # a host, realm or token http.client cannot put on the wire
         raise RegistryError(f"{what}: cannot make that request: {err}") from err
 
@@ -85,6 +86,7 @@ class Pool:
         cap: int,
         body: bytes | None = None,
     ) -> Answer:
+        """One request and its answer, read up to `cap` bytes, on a pooled connection."""
         parts = urlsplit(url)
         origin = (parts.scheme, parts.netloc)
         proxy = self._proxy(*origin)
