@@ -56,7 +56,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     ):
         proxy = ForwardProxy(ns.host_address, {NAME: "127.0.0.1"}, {"alice": PASSWORD})
         environ = {**os.environ, "HTTPS_PROXY": proxy.url_with("alice", PASSWORD)}
-        environ.pop("NO_PROXY", None)
+        for variable in ("NO_PROXY", "no_proxy", "https_proxy"):
+            environ.pop(variable, None)
         engine = Dockerd(
             work / "dockerd", ["--insecure-registry", f"{NAME}:{registry.port}"], environ
         )
