@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import docker
@@ -30,8 +31,13 @@ class Dockerd:
     socket file, which a restart replaces) keeps reaching the engine across restarts.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self, workdir: Path, args: Sequence[str] = (), environ: Mapping[str, str] | None = None
+    ) -> None:
+        """`args`: more dockerd options; `environ`: its environment (HTTPS_PROXY...)."""
         self.workdir = workdir
+        self._args = list(args)
+        self._environ = dict(os.environ if environ is None else environ)
         self.socket = workdir / "run" / "docker.sock"
         self.host = f"unix://{self.socket}"
         self._process: subprocess.Popen[bytes] | None = None
@@ -49,7 +55,9 @@ class Dockerd:
                 "--host", self.host,
                 "--iptables=false",
                 "--bridge=none",
+                *self._args,
             ],
+            env=self._environ,
             stdout=log,
             stderr=log,
             start_new_session=True,

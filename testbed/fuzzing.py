@@ -19,7 +19,8 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from updater import challenge, reference
+from updater import reference
+from updater.registry import challenge
 
 # --- budget -------------------------------------------------------------------------------------
 

@@ -140,8 +140,9 @@ class _TestPKI:
     token_cert: x509.Certificate
 
     @classmethod
-    def generate(cls) -> _TestPKI:
-        """Make a fresh CA and the two leaf certificates (valid from an hour ago for a day)."""
+    def generate(cls, names: tuple[str, ...] = ()) -> _TestPKI:
+        """Make a fresh CA and the two leaf certificates (valid from an hour ago for a day);
+        the server's is for 127.0.0.1, localhost and `names`."""
         now = dt.datetime.now(dt.UTC)
         start, end = now - dt.timedelta(hours=1), now + dt.timedelta(days=1)
         ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -211,6 +212,7 @@ class _TestPKI:
                         [
                             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                             x509.DNSName("localhost"),
+                            *(x509.DNSName(name) for name in names),
                         ]
                     ),
                     critical=False,
@@ -533,7 +535,10 @@ class Registry:
         users: Mapping[str, str] | None = None,
         *,
         anonymous_pull: bool = True,
+        names: tuple[str, ...] = (),
     ) -> None:
+        """`names`: more host names the TLS certificate is valid for (it always has
+        127.0.0.1 and localhost), for a registry reached by name through a proxy."""
         if auth not in ("none", "htpasswd", "token", "silly"):
             raise ValueError(f"unknown auth mode {auth!r}")
         self.workdir = Path(workdir)
@@ -550,7 +555,7 @@ class Registry:
         self.certs = self.workdir / "certs"
         self._pki: _TestPKI | None = None
         if tls or auth == "token":
-            self._pki = _TestPKI.generate()
+            self._pki = _TestPKI.generate(names)
             self._pki.write(self.certs)
         self.token_server: TokenServer | None = None
         if auth in ("token", "silly"):

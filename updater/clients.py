@@ -10,8 +10,7 @@ from pathlib import Path
 
 from updater.config import Config
 from updater.engine import Engine
-from updater.registry import AuthCache, Registries
-from updater.state import read_cache, write_cache
+from updater.registry import Registries, tokens
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class Clients:
 def connected(config: Config, state_dir: Path, *, keep_tokens: bool) -> Iterator[Clients]:
     """Both clients, closed at the end; with `keep_tokens`, the tokens learnt are cached for the
     next run (a check reads the cache but never writes it)."""
-    registries = Registries(config.registry, cache=AuthCache.from_json(read_cache(state_dir)))
+    registries = Registries(config.registry, cache=tokens.load(state_dir))
     engine = Engine()
     try:
         yield Clients(engine, registries)
@@ -32,4 +31,4 @@ def connected(config: Config, state_dir: Path, *, keep_tokens: bool) -> Iterator
         engine.close()
         registries.close()
         if keep_tokens:
-            write_cache(state_dir, registries.cache.to_json())
+            tokens.save(state_dir, registries.cache)

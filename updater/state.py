@@ -292,22 +292,3 @@ def lock(directory: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-def read_cache(directory: Path) -> Any:
-    """The registry auth cache (challenges and bearer tokens, never credentials); None if absent
-    or unreadable: a cache never stops a run."""
-    try:
-        return json.loads((directory / "tokens.json").read_bytes())
-    except (OSError, ValueError):
-        return None
-
-
-def write_cache(directory: Path, data: Any) -> None:
-    """Write the auth cache, 0600 like the state: bearer tokens are short-lived secrets."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        payload = json.dumps(data, sort_keys=True).encode()
-        write_atomically(directory / "tokens.json", payload, 0o600)
-    except OSError as err:
-        log.warning("cannot write token cache in %s: %s", directory, err.strerror or err)

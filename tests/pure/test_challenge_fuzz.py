@@ -20,7 +20,7 @@ from testbed.fuzzing import (
     repeat,
     timed,
 )
-from updater import challenge
+from updater.registry import challenge
 
 # --- WWW-Authenticate ---------------------------------------------------------------------------
 

@@ -229,8 +229,7 @@ def test_refused_connection_is_an_error_naming_the_host():
 
 
 def test_next_run_reuses_cached_challenge_and_token(registry_factory, docker_config, tmp_path):
-    from updater.registry import AuthCache
-    from updater.state import read_cache, write_cache
+    from updater.registry import tokens
 
     registry = registry_factory(auth="token")
     digests = {repo: registry.push_image(repo, "prod", seed=repo) for repo in ("a", "b")}
@@ -238,13 +237,13 @@ def test_next_run_reuses_cached_challenge_and_token(registry_factory, docker_con
     first = client()
     for repo in digests:
         first.digest(parse(f"{registry.host}/{repo}:prod"))
-    write_cache(tmp_path, first.cache.to_json())
+    tokens.save(tmp_path, first.cache)
     assert (tmp_path / "tokens.json").stat().st_mode & 0o777 == 0o600
     assert "s3cret-pass" not in (tmp_path / "tokens.json").read_text()
 
     registry.clear_log()
     registry.token_requests.clear()
-    cached = AuthCache.from_json(read_cache(tmp_path))
+    cached = tokens.load(tmp_path)
     second = Registries(lambda host: RegistrySettings(), DockerConfig(), cache=cached)
     for repo, digest in digests.items():
         assert second.digest(parse(f"{registry.host}/{repo}:prod")) == digest

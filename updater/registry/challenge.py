@@ -1,7 +1,9 @@
-"""WWW-Authenticate challenges (RFC 7235), parsed without lower-casing their values."""
+"""HTTP authentication: WWW-Authenticate challenges (RFC 7235), parsed without lower-casing
+their values, and the Basic credentials (RFC 7617) that answer one."""
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 
@@ -55,3 +57,8 @@ def _params(header: str, pos: int) -> tuple[dict[str, str], int]:
         while pos < len(header) and header[pos] in ", \t":  # empty list elements (RFC 7230 §7)
             pos += 1
     return params, pos
+
+
+def basic(username: str, password: str) -> str:
+    """The Basic Authorization (or Proxy-Authorization) header value for a user and password."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()

@@ -1,0 +1,297 @@
+"""HTTP to registries and token servers: kept-alive connections shared by the check threads,
+direct or through a proxy (a CONNECT tunnel for https, absolute-URI requests for plain http),
+capped reads, and the translation of what can go wrong into RegistryErrors.
+
+Spoken with http.client: a steady-state run must cost little CPU.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.message import Message
+from urllib.parse import urlsplit
+
+from updater import __version__
+from updater.errors import RegistryError
+from updater.registry.hosts import split_host
+from updater.registry.proxy import Proxies, Proxy
+
+TIMEOUT = 10.0  # seconds for each connect and each read: a run must end well inside its unit's
+SMALL_BODY = 64 * 1024  # error and token answers
+USER_AGENT = f"updater/{__version__}"
+_PROXY_ERRORS = (407, 502, 504)  # what a proxy answers for itself to an absolute-URI request
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    reason: str
+    headers: Message
+    body: bytes
+
+
+class TooLarge(Exception):
+    """An answer over its size cap (the cap is the argument)."""
+
+
+class ProxyFailed(Exception):
+    """The proxy could not be reached or refused; the message names it by host and port only."""
+
+
+@contextmanager
+def translated(what: str, host: str, hint: str = "") -> Iterator[None]:
+    """Turn what can go wrong talking to `host` into a RegistryError saying `what` failed;
+    `hint` follows a certificate that does not verify."""
+    try:
+        yield
+    except ssl.SSLCertVerificationError as err:
+        raise RegistryError(f"{what}: TLS failed: {err.verify_message}{hint}") from err
+    except ssl.SSLError as err:
+        raise RegistryError(f"{what}: TLS failed: {err.reason or err}") from err
+    except TimeoutError as err:
+        raise RegistryError(f"{what}: {host} did not answer in {TIMEOUT:g} s") from err
+    except OSError as err:
+        reason = err.strerror or repr(err)
+        raise RegistryError(f"{what}: cannot connect to {host}: {reason}") from err
+    except http.client.HTTPException as err:
+        raise RegistryError(f"{what}: {host} answered garbage: {err!r}") from err
+    except ProxyFailed as err:
+        raise RegistryError(f"{what}: {err}") from err
+    except TooLarge as err:
+        raise RegistryError(f"{what}: the answer is larger than {err} bytes") from err
+    except ValueError as err:  # a host, realm or token http.client cannot put on the wire
+        raise RegistryError(f"{what}: cannot make that request: {err}") from err
+
+
+class Pool:
+    """Kept-alive connections per origin, shared by the check threads."""
+
+    def __init__(self, proxies: Proxies) -> None:
+        self.proxies = proxies
+        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        context: ssl.SSLContext | None,
+        cap: int,
+        body: bytes | None = None,
+    ) -> Answer:
+        """One request and its answer, read up to `cap` bytes, on a pooled connection."""
+        parts = urlsplit(url)
+        origin = (parts.scheme, parts.netloc)
+        proxy = self._proxy(*origin)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = {"User-Agent": USER_AGENT, **headers}
+        if proxy is not None and parts.scheme == "http":
+            target = f"http://{parts.netloc}{target}"  # the absolute form a proxy forwards
+            if proxy.authorization:
+                headers["Proxy-Authorization"] = proxy.authorization
+        answer = self._exchange(origin, proxy, context, (method, target, body, headers), cap)
+        if proxy is not None and parts.scheme == "http" and answer.status in _PROXY_ERRORS:
+            raise ProxyFailed(_refusal(proxy, answer.status, answer.reason, parts.netloc))
+        return answer
+
+    def _exchange(
+        self,
+        origin: tuple[str, str],
+        proxy: Proxy | None,
+        context: ssl.SSLContext | None,
+        message: tuple[str, str, bytes | None, dict[str, str]],
+        cap: int,
+    ) -> Answer:
+        method, target, body, headers = message
+        for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile
+            connection, reused = self._take(origin, proxy, context)
+            try:
+                connection.request(method, target, body=body, headers=headers)
+                response = connection.getresponse()
+                # Reading even a HEAD's empty body marks the response done, so the connection
+                # goes back to the pool instead of being closed.
+                data = response.read() if method == "HEAD" else _read_capped(response, cap)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                connection.close()
+                if reused and attempt == 1:
+                    continue
+                raise
+            except BaseException:
+                connection.close()
+                raise
+            self._give_back(origin, connection, response)
+            return Answer(response.status, response.reason, response.msg, data)
+        raise AssertionError("unreachable")
+
+    def speaks_tls(self, netloc: str) -> bool:
+        """Whether the server answers a TLS handshake (a plain-HTTP registry does not).
+
+        When https cannot reach it at all, plain http is worth trying only through a proxy of
+        its own (as dockerd falls back); else https, and the real request says what is wrong."""
+        name, port = split_host(netloc)
+        context = ssl._create_unverified_context()  # only asks whether TLS is spoken at all
+        try:
+            proxy = self._proxy("https", netloc)
+            sock = _tunnel(proxy, name, port or 443) if proxy else _dial(name, port or 443)
+            with sock, context.wrap_socket(sock, server_hostname=name):
+                return True
+        except (ssl.SSLError, ConnectionResetError):
+            return False
+        except (OSError, ProxyFailed, http.client.HTTPException, ValueError):
+            return self.proxies.for_origin("http", netloc) is None
+
+    def _proxy(self, scheme: str, netloc: str) -> Proxy | None:
+        proxy = self.proxies.for_origin(scheme, netloc)
+        if proxy is not None and proxy.problem:
+            raise ProxyFailed(proxy.problem)
+        return proxy
+
+    def _take(
+        self, origin: tuple[str, str], proxy: Proxy | None, context: ssl.SSLContext | None
+    ) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            idle = self._idle.get(origin)
+            if idle:
+                return idle.pop(), True
+        scheme, netloc = origin
+        if proxy is not None and scheme == "https":
+            name, port = split_host(netloc)
+            return _Tunnelled(name, port or 443, proxy, context), False
+        if proxy is not None:
+            return _Proxied(proxy), False
+        if scheme == "https":
+            return http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=context), False
+        return http.client.HTTPConnection(netloc, timeout=TIMEOUT), False
+
+    def _give_back(
+        self,
+        origin: tuple[str, str],
+        connection: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+    ) -> None:
+        if response.will_close or not response.isclosed():
+            connection.close()
+            return
+        with self._lock:
+            self._idle.setdefault(origin, []).append(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            for connections in self._idle.values():
+                for connection in connections:
+                    connection.close()
+            self._idle.clear()
+
+
+class _Tunnelled(http.client.HTTPConnection):
+    """HTTPS to `host` inside a proxy's CONNECT tunnel; kept alive like a direct connection.
+
+    The Host header, SNI and certificate check are the registry's; only the TCP connection
+    goes to the proxy."""
+
+    def __init__(self, host: str, port: int, proxy: Proxy, context: ssl.SSLContext | None) -> None:
+        super().__init__(host, port, timeout=TIMEOUT)
+        self._proxy = proxy
+        self._context = context or ssl.create_default_context()
+
+    def connect(self) -> None:
+        sock = _tunnel(self._proxy, self.host, self.port)
+        try:
+            self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+class _Proxied(http.client.HTTPConnection):
+    """Plain HTTP through a proxy: requests carry absolute URIs (their Host comes from them)."""
+
+    def __init__(self, proxy: Proxy) -> None:
+        super().__init__(proxy.host, proxy.port, timeout=TIMEOUT)
+        self._proxy = proxy
+
+    def connect(self) -> None:
+        self.sock = _dial_proxy(self._proxy)
+
+
+def _dial(host: str, port: int) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _dial_proxy(proxy: Proxy) -> socket.socket:
+    """A connection to the proxy; failing to get one is the proxy's failure, named so."""
+    try:
+        return _dial(proxy.host, proxy.port)
+    except TimeoutError as err:
+        raise ProxyFailed(f"proxy {proxy.where} did not answer in {TIMEOUT:g} s") from err
+    except OSError as err:
+        reason = err.strerror or repr(err)
+        where = f"{proxy.where} (from {proxy.source})"
+        raise ProxyFailed(f"cannot connect to proxy {where}: {reason}") from err
+
+
+def _tunnel(proxy: Proxy, host: str, port: int) -> socket.socket:
+    """A connection to `host:port` through the proxy's CONNECT (RFC 9110 9.3.6)."""
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}", f"User-Agent: {USER_AGENT}"]
+    if proxy.authorization:
+        lines.append(f"Proxy-Authorization: {proxy.authorization}")
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")  # a non-ASCII host: ValueError
+    sock = _dial_proxy(proxy)
+    try:
+        response = _connect(sock, request, proxy)
+        if not 200 <= response.status < 300:
+            raise ProxyFailed(_refusal(proxy, response.status, response.reason, authority))
+        response.close()  # the file over the socket only: the socket stays open
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _connect(sock: socket.socket, request: bytes, proxy: Proxy) -> http.client.HTTPResponse:
+    """Send CONNECT and read the proxy's answer; what goes wrong meanwhile is the proxy's."""
+    try:
+        sock.sendall(request)
+        # The proxy sends nothing after its answer until we speak TLS: reading the answer
+        # through a buffered file cannot swallow bytes of the tunnel.
+        response = http.client.HTTPResponse(sock, method="CONNECT")
+        response.begin()
+        return response
+    except TimeoutError as err:
+        raise ProxyFailed(f"proxy {proxy.where} did not answer in {TIMEOUT:g} s") from err
+    except (OSError, http.client.HTTPException) as err:
+        reason = getattr(err, "strerror", None) or repr(err)
+        raise ProxyFailed(f"proxy {proxy.where} broke off the CONNECT: {reason}") from err
+
+
+def _refusal(proxy: Proxy, status: int, reason: str, target: str) -> str:
+    """What the user reads when the proxy answers for itself, with the fix when known."""
+    text = f"proxy {proxy.where} answered {status} {reason or ''}".rstrip() + f" for {target}"
+    if status == 407 and proxy.authorization:
+        return f"{text}; are the credentials in {proxy.source} right?"
+    if status == 407:
+        return f"{text}; it wants credentials: {proxy.source}=http://USER:PASSWORD@{proxy.where}"
+    if status == 403:
+        return (
+            f"{text}; it does not allow that destination (NO_PROXY lists hosts to reach directly)"
+        )
+    return text
+
+
+def _read_capped(response: http.client.HTTPResponse, cap: int) -> bytes:
+    data = response.read(cap + 1)
+    if len(data) > cap:
+        raise TooLarge(cap)
+    if not response.isclosed():
+        response.read()  # drain what is left so the connection can be reused
+    return data
