@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from testbed.receiver import Receiver
 from updater import log
 from updater.config import Notify
 from updater.notify import send
 
-REPORTS = [
+REPORTS: list[dict[str, Any]] = [
     {"unit": "a.service", "image": "ghcr.io/acme/a:prod", "outcome": "updated",
      "from_digest": "sha256:" + "1" * 64, "to_digest": "sha256:" + "2" * 64, "error": None},
     {"unit": "b.service", "image": "ghcr.io/acme/b:prod", "outcome": "unchanged",
