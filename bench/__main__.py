@@ -10,9 +10,10 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bench import __doc__ as about
 from bench.cases import Plan, Run
@@ -33,42 +34,26 @@ def sizes(text: str) -> tuple[int, ...]:
     return values
 
 
+# (flag, type, default, help) of each valued option; --profile is a switch.
+OPTIONS: tuple[tuple[str, Callable[[str], Any], Any, str], ...] = (
+    ("--n", sizes, (10, 20, 50, 200), "numbers of units (default 10,20,50,200)"),
+    ("--latency-ms", float, 50.0,
+     "added round-trip time behind the proxy, ms (default 50; 0: no proxy)"),
+    ("--latency-n", sizes, (20, 50), "the N measured behind the proxy too (default 20,50)"),
+    ("--repeat", int, 5, "runs per tool and case (median; default 5)"),
+    ("--case-seconds", float, 40.0,
+     "stop repeating a tool in a case after this much wall time (>= 3 runs; default 40)"),
+    ("--token-n", int, 10, "units in the auth=token case (default 10; 0: skip)"),
+    ("--max-minutes", float, 12.0, "skip the remaining cases after this long (default 12)"),
+)  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     """The options bench/README.md lists."""
     p = argparse.ArgumentParser(prog="python3 -m bench", description=(about or "").split("\n")[0])
-    add = p.add_argument
-    add(
-        "--n", type=sizes, default=(10, 20, 50, 200), help="numbers of units (default 10,20,50,200)"
-    )
-    add(
-        "--latency-ms",
-        type=float,
-        default=50,
-        help="added round-trip time behind the proxy, ms (default 50; 0: no proxy)",
-    )
-    add(
-        "--latency-n",
-        type=sizes,
-        default=(20, 50),
-        help="the N measured behind the proxy too (default 20,50)",
-    )
-    add("--repeat", type=int, default=5, help="runs per tool and case (median)")
-    add(
-        "--case-seconds",
-        type=float,
-        default=40,
-        help="stop repeating a tool in a case after this much wall time (>= 3 runs)",
-    )
-    add(
-        "--token-n", type=int, default=10, help="units in the auth=token case (default 10; 0: skip)"
-    )
-    add(
-        "--max-minutes",
-        type=float,
-        default=12,
-        help="skip the remaining cases after this long (default 12)",
-    )
-    add(
+    for flag, kind, default, text in OPTIONS:
+        p.add_argument(flag, type=kind, default=default, help=text)
+    p.add_argument(
         "--profile",
         action="store_true",
         help="also print a cProfile of `updater check` and `updater run` at the smallest N",

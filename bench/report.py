@@ -31,6 +31,12 @@ def print_header(results: dict[str, Any]) -> None:
         f"updater command: {' '.join(results['updater_command'])} "
         f"(imports updater from {results['updater_source']})"
     )
+    _print_how(results)
+    sys.stdout.flush()
+
+
+def _print_how(results: dict[str, Any]) -> None:
+    """How the commands were run, and what starting Python costs here."""
     launcher = results["launcher"]
     print(
         f"measured through a {launcher['kind']} launcher (wait4 rusage); its peak-RSS "
@@ -46,7 +52,6 @@ def print_header(results: dict[str, Any]) -> None:
             f"baseline `{label}`: wall {b['wall_median_s']:.3f} s, CPU "
             f"{b['cpu_median_s']:.3f} s, peak RSS {b['peak_rss_mb']:.1f} MB"
         )
-    sys.stdout.flush()
 
 
 def _row(tool: str, s: dict[str, Any]) -> tuple[str, ...]:
