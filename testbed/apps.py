@@ -22,7 +22,7 @@ class App:
         self.policy = {"settle": 2, "health_timeout": 20, **policy}
         self.images: dict[str, str] = {}  # seed -> image ID
 
-    def publish(self, seed: str, keep_local: bool = False, **image: object) -> str:
+    def publish(self, seed: str, keep_local: bool = False, **image: str) -> str:
         """Build and push a new image to the tag (what CI does on git push); its digest.
 
         The engine then forgets it, as a host that did not build it would, unless `keep_local`
@@ -85,11 +85,12 @@ def configure(machine: Machine, *apps: App) -> None:
     machine.write_file("/etc/updater/config.toml", "".join(app.config() for app in apps))
 
 
-def updater(machine: Machine, *args: str) -> tuple[int, list[dict]]:
+def updater(machine: Machine, *args: str) -> tuple[int, list[dict] | None]:
     done = machine.run(UPDATER, "run", "--json", *args, check=False, timeout=300)
     return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None
 
 
-def outcome(reports: list[dict], app: App) -> dict:
+def outcome(reports: list[dict] | None, app: App) -> dict:
+    assert reports is not None, "the updater printed no JSON report"
     [report] = [r for r in reports if r["unit"] == app.unit]
     return report

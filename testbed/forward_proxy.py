@@ -56,11 +56,11 @@ class ForwardProxy(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def url_with(self, user: str, password: str) -> str:
         host, port = self.server_address[:2]
-        return f"http://{user}:{password}@{host}:{port}"
+        return f"http://{user}:{password}@{host!s}:{port}"
 
     def stop(self) -> None:
         self.shutdown()

@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-POOL = ipaddress.ip_network("10.251.0.0/16")  # the /30s handed out come from here
+POOL = ipaddress.IPv4Network("10.251.0.0/16")  # the /30s handed out come from here
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def _free_subnet() -> ipaddress.IPv4Network:
     used = subprocess.run(
         ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=30
     ).stdout
-    subnets = list(POOL.subnets(new_prefix=30))
+    subnets: list[ipaddress.IPv4Network] = list(POOL.subnets(new_prefix=30))
     start = os.getpid() % len(subnets)
     for subnet in subnets[start:] + subnets[:start]:
         if not any(f" {host}/" in used for host in subnet.hosts()):

@@ -103,7 +103,7 @@ def cli(tmp_path: Path) -> Cli:
 
 
 @pytest.fixture(scope="session")
-def system_registry(tmp_path_factory) -> Registry:
+def system_registry(tmp_path_factory) -> Iterator[Registry]:
     needs("docker-registry")
     with Registry(tmp_path_factory.mktemp("registry")) as registry:
         yield registry

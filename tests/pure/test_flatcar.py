@@ -50,7 +50,9 @@ def units(butane: dict) -> dict[str, dict]:
 
 
 def pinned(name: str) -> str:
-    return re.search(rf"^{name}=(\S+)$", INSTALL.read_text(), re.M)[1]
+    found = re.search(rf"^{name}=(\S+)$", INSTALL.read_text(), re.M)
+    assert found, f"install.sh pins no {name}"
+    return found[1]
 
 
 # --- examples/flatcar.bu ---------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from testbed.receiver import Receiver
 from updater import log
@@ -14,14 +15,20 @@ from updater.notify import ping, send
 from updater.outcome import Outcome, Report
 from updater.revision import change
 
-REPORTS = [Report(unit=r["unit"], image=r["image"], outcome=Outcome(r["outcome"]), from_digest=r["from_digest"], to_digest=r["to_digest"], error=r["error"]) for r in [
+RAW: list[dict[str, Any]] = [
     {"unit": "a.service", "image": "ghcr.io/acme/a:prod", "outcome": "updated",
      "from_digest": "sha256:" + "1" * 64, "to_digest": "sha256:" + "2" * 64, "error": None},
     {"unit": "b.service", "image": "ghcr.io/acme/b:prod", "outcome": "unchanged",
      "from_digest": "sha256:" + "3" * 64, "to_digest": "sha256:" + "3" * 64, "error": None},
     {"unit": "c.service", "image": "ghcr.io/acme/c:prod", "outcome": "rolled-back",
      "from_digest": "sha256:" + "4" * 64, "to_digest": "sha256:" + "5" * 64, "error": "not healthy: crashes"},
-]]  # fmt: skip
+]  # fmt: skip
+REPORTS = [
+    Report(
+        r["unit"], r["image"], Outcome(r["outcome"]), r["from_digest"], r["to_digest"], r["error"]
+    )
+    for r in RAW
+]
 EVENTS = [Event(r.outcome.value, r) for r in REPORTS]
 
 

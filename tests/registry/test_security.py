@@ -46,7 +46,8 @@ class Recorder(ThreadingHTTPServer):
 
     @property
     def address(self) -> str:
-        return f"{self.server_address[0]}:{self.server_address[1]}"
+        # An AF_INET server: the host is a str, never the bytes typeshed also allows.
+        return f"{self.server_address[0]}:{self.server_address[1]}"  # type: ignore[str-bytes-safe]
 
 
 def token_answer(server):

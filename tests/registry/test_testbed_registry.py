@@ -14,6 +14,7 @@ import requests
 from testbed.registry import (
     MEDIA_TYPES,
     OCI_INDEX,
+    ImageKind,
     Registry,
     Request,
     parse_access_log_line,
@@ -82,7 +83,7 @@ def head_by_hand(
 
 
 @pytest.mark.parametrize("kind", ["docker", "oci-index"])
-def test_head_is_logged_exactly(registry: Registry, kind: str) -> None:
+def test_head_is_logged_exactly(registry: Registry, kind: ImageKind) -> None:
     digest = registry.push_image("app", f"prod-{kind}", seed=f"v1-{kind}", kind=kind)
     registry.clear_log()
     registry.token_requests.clear()
@@ -163,6 +164,7 @@ def test_wrong_password_is_refused(registry: Registry) -> None:
     else:
         with pytest.raises(requests.HTTPError) as err:
             head_by_hand(registry, "app", "prod-docker", creds=("alice", "wrong"))
+        assert err.value.response is not None  # raise_for_status() attaches it
         assert err.value.response.status_code == 401
         assert [q.status for q in registry.requests()] == [401]
         assert len(registry.token_requests) == 1
@@ -194,11 +196,13 @@ def test_token_server_anonymous_and_faults(token_registry: Registry) -> None:
     reg.token_server.anonymous_pull = False
     with pytest.raises(requests.HTTPError) as err:
         head_by_hand(reg, "app", "prod", creds=None)
+    assert err.value.response is not None  # raise_for_status() attaches it
     assert err.value.response.status_code == 401
 
     reg.token_server.fail_with = 503
     with pytest.raises(requests.HTTPError) as err:
         head_by_hand(reg, "app", "prod")
+    assert err.value.response is not None  # raise_for_status() attaches it
     assert err.value.response.status_code == 503
     reg.token_server.fail_with = None
     assert head_by_hand(reg, "app", "prod").status_code == 200

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def wheels(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def machine(dockerd: Dockerd, wheels: Path, tmp_path_factory) -> Machine:
+def machine(dockerd: Dockerd, wheels: Path, tmp_path_factory) -> Iterator[Machine]:
     needs("systemd-nspawn", "mmdebstrap")
     cache = Path(os.environ.get("UPDATER_TEST_CACHE", "/var/cache/updater-tests"))
     root = build_root(cache)

@@ -1,0 +1,174 @@
+"""The tables and notes on stdout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.summary import TOOLS
+from bench.targets import targets
+
+HEADER = ("tool", "wall med", "wall min", "CPU med", "peak RSS", "HEAD", "GET", "other", "401s",
+          "token", "conns", "runs")  # fmt: skip
+RATIO_LABELS = (("wall", "wall_median_s"), ("CPU", "cpu_median_s"), ("RSS", "peak_rss_max_mb"))
+
+
+def _loads(values: Any) -> str:
+    return ", ".join(f"{x:.2f}" for x in values)
+
+
+def print_header(results: dict[str, Any]) -> None:
+    """The machine, the versions, how commands are run, and Python's start-up cost."""
+    m = results["machine"]
+    print(f"updater benchmark, {m['date_utc']}")
+    print(
+        f"machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['memory']}, kernel {m['kernel']}, "
+        f"{m['os']}; load average at start {_loads(m['loadavg_at_start'])}"
+    )
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()))
+    print(
+        f"updater command: {' '.join(results['updater_command'])} "
+        f"(imports updater from {results['updater_source']})"
+    )
+    _print_how(results)
+    sys.stdout.flush()
+
+
+def _print_how(results: dict[str, Any]) -> None:
+    """How the commands were run, and what starting Python costs here."""
+    launcher = results["launcher"]
+    print(
+        f"measured through a {launcher['kind']} launcher (wait4 rusage); its peak-RSS "
+        f"floor: {launcher['rss_floor_kb'] / 1024:.1f} MB"
+    )
+    print(f"systemd bus for podman: {results['systemd_bus']}")
+    print(
+        f"children's environment: {results['child_env']}; DOCKER_HOST is the private "
+        "dockerd, DOCKER_CONFIG a temporary one"
+    )
+    for label, b in results["python_baseline"].items():
+        print(
+            f"baseline `{label}`: wall {b['wall_median_s']:.3f} s, CPU "
+            f"{b['cpu_median_s']:.3f} s, peak RSS {b['peak_rss_mb']:.1f} MB"
+        )
+
+
+def _row(tool: str, s: dict[str, Any]) -> tuple[str, ...]:
+    if not s.get("runs"):
+        return (tool, *["-"] * (len(HEADER) - 1))
+    req = s.get("requests_median", {})
+    other = sum(v for k, v in req.items() if k not in ("HEAD", "GET"))
+    conns = s.get("connections_median")
+    return (
+        tool + ("" if s["all_sane"] else " (!)"),
+        f"{s['wall_median_s']:.3f} s",
+        f"{s['wall_min_s']:.3f} s",
+        f"{s['cpu_median_s']:.3f} s",
+        f"{s['peak_rss_max_mb']:.1f} MB",
+        f"{req.get('HEAD', 0):g}",
+        f"{req.get('GET', 0):g}",
+        f"{other:g}",
+        f"{s.get('unauthorised_median', 0):g}",
+        f"{s['token_requests_median']:g}",
+        "-" if conns is None else f"{conns:g}",
+        str(s["runs"]),
+    )
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Rows in columns: the first left-aligned, the others right-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        rest = zip(row[1:], widths[1:], strict=True)
+        print("  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in rest]))
+
+
+def print_scenario(result: dict[str, Any]) -> None:
+    """One case: the table, the ratios to Podman, and notes on anything unexpected."""
+    tools = result["tools"]
+    title = f"N={result['n']} units, {result['label']}"
+    print(f"\n{title}\n{'-' * len(title)}")
+    print_table([HEADER, *(_row(tool, tools[tool]) for tool in TOOLS)])
+    for tool, r in result["ratios"].items():
+        parts = [
+            f"{label} {r[k]:.2f}x" if r[k] is not None else f"{label} -"
+            for label, k in RATIO_LABELS
+        ]
+        print(f"ratio {tool} / podman: " + ", ".join(parts))
+    if result["scenario"] == "token":
+        _print_token_runs(tools)
+    _print_notes(tools)
+    sys.stdout.flush()
+
+
+def _print_token_runs(tools: dict[str, Any]) -> None:
+    for tool in TOOLS:
+        s = tools[tool]
+        if s.get("token_requests_each"):
+            totals = [sum(x["requests"].values()) for x in s["samples"]]
+            print(
+                f"per run, {tool}: token requests {s['token_requests_each']}, 401s "
+                f"{s['unauthorised_each']}, requests {totals}"
+            )
+
+
+def _print_notes(tools: dict[str, Any]) -> None:
+    for tool in TOOLS:
+        s = tools[tool]
+        if not s.get("runs"):
+            continue
+        if s.get("requests_vary"):
+            print(f"note: {tool}: the requests differed between runs (see results.json)")
+        if not s.get("all_sane"):
+            notes = {x["note"] for x in s["samples"] if not x["sane"]}
+            print(f"note: {tool}: unexpected result: {'; '.join(sorted(notes))[:300]}")
+
+
+def print_syscalls(n: int, counts: dict[str, Any]) -> None:
+    """The syscall counts of one run of each tool."""
+    if "skipped" in counts:
+        print(f"\nsyscalls at N={n}: {counts['skipped']}")
+        return
+    print(
+        f"\nsyscalls of one run each under strace -f -c, N={n} (loopback; connect counts "
+        "the Docker socket too):"
+    )
+    for tool, c in counts.items():
+        renames = sum(v for k, v in c.items() if k.startswith("rename"))
+        print(
+            f"  {tool}: fsync {c.get('fsync', 0) + c.get('fdatasync', 0)}, connect "
+            f"{c.get('connect', 0)}, execve {c.get('execve', 0)}, rename {renames}"
+        )
+    sys.stdout.flush()
+
+
+def _print_importtime(imp: dict[str, Any], n: int) -> None:
+    print(
+        f"\n`python3 -X importtime -m updater check` (N={n}): imports "
+        f"{imp['total_import_us'] / 1000:.0f} ms under importtime: site (this environment's "
+        f".pth hooks) {imp['site_us'] / 1000:.0f} ms, the updater's own imports "
+        f"{imp['updater_us'] / 1000:.0f} ms; that run's CPU {imp['cpu_s']:.3f} s"
+    )
+    print("  the updater's imports, costliest dependencies (cumulative, where first imported):")
+    for row in imp["updater_dependencies_by_cumulative"][:12]:
+        print(f"  {row['cumulative_us'] / 1000:7.1f} ms  {row['module']}")
+    print("  the updater's own modules (self time):")
+    for row in imp["updater_modules_by_self"][:6]:
+        print(f"  {row['self_us'] / 1000:7.1f} ms  {row['module']}")
+
+
+def print_footer(results: dict[str, Any], results_file: Path) -> None:
+    """importtime, the targets, how long it all took and the load average at the end."""
+    if results.get("importtime"):
+        _print_importtime(results["importtime"], min(results["args"]["n"]))
+    print("\ntargets (issue 5):")
+    for line in targets(results):
+        print(f"  {line}")
+    for skipped in results.get("skipped", []):
+        print(f"skipped (time budget): {skipped}")
+    print(
+        f"\nsetup and measurement took {results['total_seconds']:.0f} s; load average at end "
+        f"{_loads(results['loadavg_at_end'])}"
+    )
+    print(f"results: {results_file}")
