@@ -23,6 +23,7 @@ import sdnotify
 from updater import metrics, notify, systemd
 from updater.check import Checked, Status, check_all
 from updater.config import Config, Unit
+from updater.credentials import DockerConfig
 from updater.engine import Engine, Image
 from updater.errors import EngineError, UpdaterError
 from updater.health import Expectation, Observation, Verdict, verify
@@ -86,8 +87,12 @@ def _check_and_update(
     status: sdnotify.SystemdNotifier,
 ) -> list[Report]:
     status.notify(f"STATUS=checking {len(units)} unit(s)")
-    registries = Registries(config.registry, cache=AuthCache.from_json(read_cache(state_dir)))
-    engine = Engine()
+    registries = Registries(
+        config.registry,
+        DockerConfig(config.docker_config),
+        cache=AuthCache.from_json(read_cache(state_dir)),
+    )
+    engine = Engine(docker_config=config.docker_config)
     try:
         checked = check_all(units, engine, registries)
         updater = Updater(engine, state)
