@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
+from updater import systemd, unitcheck
 from updater.config import Config, Unit
+from updater.credentials import DockerConfig
 from updater.engine import Container, Engine, Image
 from updater.errors import UpdaterError
 from updater.registry import AuthCache, Registries
@@ -38,6 +40,7 @@ class Checked:
     error: str | None = None
     container: Container | None = None
     image: Image | None = None  # the image the container runs
+    warnings: tuple[str, ...] = ()  # what in the unit would defeat the updater, with the fix
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -48,18 +51,23 @@ class Checked:
             "remote_digest": self.remote_digest,
             "status": self.status.value,
             "error": self.error,
+            "warnings": list(self.warnings),
         }
 
 
 def check(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Checked]:
     """Check `units` against one engine connection and one registry client.
 
-    Reuses the tokens an earlier run cached, and writes nothing.
+    Reuses the tokens an earlier run cached, and writes nothing. Reads each unit's definition
+    for warnings, which the run never does.
     """
-    registries = Registries(config.registry, cache=AuthCache.from_json(read_cache(state_dir)))
+    cache = AuthCache.from_json(read_cache(state_dir))
+    registries = Registries(config.registry, DockerConfig(config.docker_config), cache=cache)
     engine = Engine()
     try:
-        return check_all(units, engine, registries)
+        found = unitcheck.warnings_for(units, systemd.definitions)
+        checked = check_all(units, engine, registries)
+        return [replace(c, warnings=found[c.unit.name]) for c in checked]
     finally:
         engine.close()
         registries.close()
