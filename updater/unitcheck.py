@@ -15,8 +15,7 @@ from updater.config import Unit
 from updater.errors import UpdaterError
 from updater.systemd import Definition
 
-# docker's global options before the command: those without a value, those with one.
-_GLOBAL_FLAGS = {"-D", "--debug", "--tls", "--tlsverify"}
+# docker's global options that take a value (-H unix:///run/docker.sock run ...).
 _GLOBAL_VALUES = {"-H", "--host", "-c", "--context", "--config", "-l", "--log-level"}
 _GLOBAL_VALUES |= {"--tlscacert", "--tlscert", "--tlskey"}
 # `docker run` options that take no value (docker 28); every other option takes one.
