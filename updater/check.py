@@ -65,9 +65,10 @@ def check(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Checke
     registries = Registries(config.registry, DockerConfig(config.docker_config), cache=cache)
     engine = Engine()
     try:
-        found = unitcheck.warnings_for(units, systemd.definitions)
-        checked = check_all(units, engine, registries)
-        return [replace(c, warnings=found[c.unit.name]) for c in checked]
+        with ThreadPoolExecutor(1) as reader:  # systemctl show overlaps the registry's answers
+            found = reader.submit(unitcheck.warnings_for, units, systemd.definitions)
+            checked = check_all(units, engine, registries)
+        return [replace(c, warnings=found.result()[c.unit.name]) for c in checked]
     finally:
         engine.close()
         registries.close()
