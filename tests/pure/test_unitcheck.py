@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -206,7 +207,7 @@ def test_run_options_stop_at_the_image():
 
 
 def unit(name: str, container: str) -> Unit:
-    return Unit(name, parse("ghcr.io/acme/app:prod"), container, Policy(), source=None)  # type: ignore[arg-type]
+    return Unit(name, parse("ghcr.io/acme/app:prod"), container, Policy(), Path("config.toml"))
 
 
 def test_warnings_for_reads_all_units_once():

@@ -4,6 +4,7 @@ the machine's systemd by `updater check`; and credentials where Flatcar's docs p
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 
@@ -126,33 +127,26 @@ def core_logs_in(machine: Machine, host: str, user: str, password: str) -> None:
 
 
 def _basic(user: str, password: str) -> str:
-    import base64
-
     return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def test_credentials_in_cores_home_for_the_hardened_unit(machine, dockerd, registry_factory):
-    users = {"core-ci": "pull-and-push-Zq9"}
-    registry = registry_factory(auth="htpasswd", users=users)
-    app = App(
-        machine,
-        dockerd,
-        registry.host,
-        auth={"username": "core-ci", "password": "pull-and-push-Zq9"},
-    )
+    user, password = "core-ci", "pull-and-push-Zq9"
+    registry = registry_factory(auth="htpasswd", users={user: password})
+    app = App(machine, dockerd, registry.host, auth={"username": user, "password": password})
     try:
         app.publish("v1", keep_local=True)  # the first start finds it local, as after a pull
         app.install()
-        core_logs_in(machine, registry.host, "core-ci", "pull-and-push-Zq9")
+        core_logs_in(machine, registry.host, user, password)
         mode = machine.run("stat", "-c", "%a %U", "/home/core", CORE_CONFIG).stdout.split()
         assert mode == ["700", "core", "600", "core"]
 
         # Without the key, root has no credentials for this registry.
         machine.write_file("/etc/updater/config.toml", app.config())
         done = machine.run(UPDATER, "check", "--json", check=False)
-        assert done.returncode == 1
         [report] = json.loads(done.stdout)
-        assert f"no credentials for {registry.host}" in report["error"]
+        assert done.returncode == 1
+        assert f"no credentials for {registry.host} in /root/.docker/config.json" in report["error"]
 
         machine.write_file(
             "/etc/updater/config.toml", f'docker_config = "{CORE_CONFIG}"\n' + app.config()
@@ -166,12 +160,17 @@ def test_credentials_in_cores_home_for_the_hardened_unit(machine, dockerd, regis
         [report] = check(machine).values()
         assert (report["status"], report["running_digest"]) == ("current", new)
 
-        # `docker login` again replaces the file (a new inode): the next run reads the new one.
-        core_logs_in(machine, registry.host, "core-ci", "pull-and-push-Zq9")
+        # Each `docker login` replaces the file (a new inode): every run reads the one there now.
+        core_logs_in(machine, registry.host, user, "Zq9-expired")
         app.publish("v3")
+        failed = machine.run("systemctl", "start", "updater.service", check=False, timeout=300)
+        assert failed.returncode != 0 and app.running_image() == app.images["v2"]
+        core_logs_in(machine, registry.host, user, password)
         machine.run("systemctl", "start", "updater.service", timeout=300)
         assert app.running_image() == app.images["v3"]
+
         journal = machine.run("journalctl", "-u", "updater.service", "-o", "cat").stdout
-        assert "pull-and-push-Zq9" not in journal
+        assert f"are the credentials for {registry.host} in {CORE_CONFIG} still valid?" in journal
+        assert password not in journal and "Zq9-expired" not in journal
     finally:
         machine.run("systemctl", "stop", app.unit, check=False)
