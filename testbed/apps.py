@@ -14,8 +14,16 @@ UPDATER = "/opt/updater/bin/updater"
 class App:
     """One app unit in the machine, its image repository in the registry, its container."""
 
-    def __init__(self, machine: Machine, dockerd: Dockerd, registry_host: str, **policy: object):
+    def __init__(
+        self,
+        machine: Machine,
+        dockerd: Dockerd,
+        registry_host: str,
+        auth: dict[str, str] | None = None,
+        **policy: object,
+    ):
         self.machine, self.dockerd = machine, dockerd
+        self.auth = auth  # push credentials, for a registry that wants them
         self.name = f"app-{uuid.uuid4().hex[:8]}"
         self.unit = f"{self.name}.service"
         self.ref = f"{registry_host}/acme/{self.name}:prod"
@@ -30,7 +38,7 @@ class App:
         """
         local = self.dockerd.docker("image", "inspect", "-f", "{{.Id}}", self.ref, check=False)
         self.images[seed] = build_image(self.dockerd, self.ref, seed=f"{self.name}-{seed}", **image)
-        digest = push(self.dockerd, self.ref)
+        digest = push(self.dockerd, self.ref, auth=self.auth)
         if not keep_local:
             self.dockerd.docker("rmi", self.ref)
             if local.returncode == 0:  # the host's tag still names what it pulled before

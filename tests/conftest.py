@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,7 +129,7 @@ def machine(dockerd: Dockerd, wheels: Path, tmp_path_factory) -> Iterator[Machin
 def new_app(machine, dockerd, system_registry):
     made: list[App] = []
 
-    def make(**policy: object) -> App:
+    def make(**policy: Any) -> App:
         app = App(machine, dockerd, system_registry.host, **policy)
         made.append(app)
         return app

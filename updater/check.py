@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
+from updater import systemd, unitcheck
 from updater.clients import Clients, connected
 from updater.config import Config, Unit
 from updater.engine import Container, Image
@@ -37,6 +38,7 @@ class Checked:
     error: str | None = None
     container: Container | None = None
     running_image: Image | None = None  # the engine's image the container runs
+    warnings: tuple[str, ...] = ()  # what in the unit would defeat the updater, with the fix
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -47,16 +49,21 @@ class Checked:
             "remote_digest": self.remote_digest,
             "status": self.status.value,
             "error": self.error,
+            "warnings": list(self.warnings),
         }
 
 
 def check(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Checked]:
     """Check `units` against one engine connection and one registry client.
 
-    Reuses the tokens an earlier run cached, and writes nothing.
+    Reuses the tokens an earlier run cached, and writes nothing. Reads each unit's definition
+    for warnings, which the run never does.
     """
     with connected(config, state_dir, keep_tokens=False) as clients:
-        return check_all(units, clients)
+        with ThreadPoolExecutor(1) as reader:  # systemctl show overlaps the registry's answers
+            found = reader.submit(unitcheck.warnings_for, units, systemd.definitions)
+            checked = check_all(units, clients)
+        return [replace(c, warnings=found.result()[c.unit.name]) for c in checked]
 
 
 def check_all(units: Sequence[Unit], clients: Clients) -> list[Checked]:

@@ -105,8 +105,13 @@ def _run(args: argparse.Namespace, out: TextIO) -> ExitStatus:
 
 
 def _add(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    from updater import systemd, unitcheck
+
     path = config.add_unit(args.config, args.name, args.image, args.container)
     log.info("%s: written to %s", args.name, path)
+    units = config.load(args.config).select([args.name])
+    for warning in unitcheck.warnings_for(units, systemd.definitions)[args.name]:
+        log.warning("%s: warning: %s", args.name, warning)
     return ExitStatus.OK
 
 
@@ -136,6 +141,7 @@ def _print_check_table(results: Sequence[Checked], out: TextIO) -> None:
         )
         if data["error"]:
             errors.append(f"{data['unit']}: {data['error']}")
+        errors += [f"{r.unit.name}: warning: {warning}" for warning in r.warnings]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

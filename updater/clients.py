@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from updater.config import Config
+from updater.credentials import DockerConfig
 from updater.engine import Engine
 from updater.registry import Registries, tokens
 
@@ -23,8 +24,9 @@ class Clients:
 def connected(config: Config, state_dir: Path, *, keep_tokens: bool) -> Iterator[Clients]:
     """Both clients, closed at the end; with `keep_tokens`, the tokens learnt are cached for the
     next run (a check reads the cache but never writes it)."""
-    registries = Registries(config.registry, cache=tokens.load(state_dir))
-    engine = Engine()
+    docker_config = DockerConfig(config.docker_config)
+    registries = Registries(config.registry, docker_config, cache=tokens.load(state_dir))
+    engine = Engine(docker_config=config.docker_config)
     try:
         yield Clients(engine, registries)
     finally:

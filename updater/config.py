@@ -74,6 +74,7 @@ class Config:
     registries: Mapping[str, RegistrySettings] = field(default_factory=dict)
     notify: Notify = Notify()
     metrics: Path | None = None  # Prometheus textfile, written each run
+    docker_config: Path | None = None  # the Docker CLI config file holding registry credentials
 
     def registry(self, host: str) -> RegistrySettings:
         return self.registries.get(host, RegistrySettings())
@@ -98,7 +99,8 @@ _POLICY_KEYS: dict[str, tuple[Any, str]] = {
 }
 _UNIT_KEYS = {"image", "container"} | set(_POLICY_KEYS)
 _REGISTRY_KEYS = {"insecure", "ca_file"}
-_TOP_KEYS = {"defaults", "units", "registries", "notify", "metrics"}
+_TOP_KEYS = {"defaults", "units", "registries", "notify", "metrics", "docker_config"}
+_TOP_VALUES = {"docker_config"}  # top-level keys that are values, not tables
 _NOTIFY_KEYS = {
     "on",
     "webhook",
@@ -161,11 +163,13 @@ def _build(documents: list[tuple[Path, dict[str, Any]]]) -> Config:
                 raise ConfigError(f'{path}: registries."{host}" is defined in another file too')
             registries[host] = _registry(path, host, table)
     notify, metrics = _single(documents, "notify"), _single(documents, "metrics")
+    docker_config = _single(documents, "docker_config")
     return Config(
         units=tuple(units.values()),
         registries=registries,
         notify=_notify(*notify) if notify else Notify(),
         metrics=_metrics(*metrics) if metrics else None,
+        docker_config=_docker_config(*docker_config) if docker_config else None,
     )
 
 
@@ -173,7 +177,8 @@ def _single(documents: list[tuple[Path, dict[str, Any]]], key: str) -> tuple[Pat
     """A table that only one file may hold."""
     found = [(path, data[key]) for path, data in documents if key in data]
     if len(found) > 1:
-        raise ConfigError(f"[{key}] is defined twice: in {found[0][0]} and in {found[1][0]}")
+        what = key if key in _TOP_VALUES else f"[{key}]"
+        raise ConfigError(f"{what} is defined twice: in {found[0][0]} and in {found[1][0]}")
     return found[0] if found else None
 
 
@@ -265,6 +270,27 @@ def _metrics(path: Path, raw: Any) -> Path:
     return Path(target)
 
 
+def _docker_config(path: Path, value: Any) -> Path:
+    """The Docker CLI config file named by the key: it must be there and readable now."""
+    where = f"{path}: docker_config"
+    if not isinstance(value, str) or not os.path.isabs(value) or "\0" in value:
+        raise ConfigError(
+            f"{where}: must be the absolute path of a Docker config file, "
+            'e.g. "/home/core/.docker/config.json"'
+        )
+    if os.path.isdir(value):
+        raise ConfigError(
+            f"{where}: {value} is a directory; name the file in it "
+            f"({os.path.join(value, 'config.json')})"
+        )
+    try:
+        with open(value, "rb"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{where}: cannot read {value}: {err.strerror}") from err
+    return Path(value)
+
+
 def _unit(path: Path, name: str, raw: Any, defaults: Policy) -> Unit:
     where = f'units."{name}"'
     table = _table(path, where, raw)
@@ -329,8 +355,11 @@ def _reject_unknown(path: Path, where: str, table: dict[str, Any], known: set[st
     for key in table:
         if key not in known:
             place = f"{where}.{key}" if where else key
+            hint = ""
+            if where and key in _TOP_VALUES:  # TOML put it in the [table] written above it
+                hint = "; it is a top-level key: put it above the first [table]"
             raise ConfigError(
-                f"{path}: unknown key {place!r}; accepted: {', '.join(sorted(known))}"
+                f"{path}: unknown key {place!r}; accepted: {', '.join(sorted(known))}{hint}"
             )
 
 

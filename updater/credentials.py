@@ -1,5 +1,6 @@
-"""Registry credentials, found as the docker CLI finds them: `$DOCKER_CONFIG/config.json`, else
-`~/.docker/config.json`, with `auths`, `credsStore` and per-registry `credHelpers`.
+"""Registry credentials from a Docker CLI config file, with `auths`, `credsStore` and
+per-registry `credHelpers`. The file: the configuration's `docker_config` key, else
+`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json` (as the docker CLI finds it).
 
 Read with the standard library (the docker SDK's resolver costs its whole import on every run).
 """
@@ -40,12 +41,16 @@ class Credential:
 class DockerConfig:
     """The Docker config file, read once, lazily; each registry resolved at most once."""
 
-    def __init__(self) -> None:
+    def __init__(self, configured: str | os.PathLike[str] | None = None) -> None:
+        self._configured = os.fspath(configured) if configured is not None else None
         self._data: dict[str, Any] | None = None
         self._resolved: dict[str, Credential | None] = {}
 
     @property
     def path(self) -> str:
+        """The key's file, else `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`."""
+        if self._configured is not None:
+            return self._configured
         base = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
         return os.path.join(base, "config.json")
 
@@ -80,7 +85,10 @@ class DockerConfig:
                             self.path,
                         )
                     data = json.load(f)
-            except FileNotFoundError:
+            except FileNotFoundError as err:
+                if self._configured is not None:  # named on purpose: absent is not "no logins"
+                    missing = f"reading {self.path} (docker_config): no such file"
+                    raise RegistryError(missing) from err
                 data = {}
             except (OSError, ValueError) as err:
                 raise RegistryError(f"reading {self.path}: {err}") from err

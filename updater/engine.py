@@ -61,9 +61,12 @@ class Engine:
     with http.client; pulls, tags and removals use the docker SDK, imported only then.
     """
 
-    def __init__(self, timeout: int = TIMEOUT) -> None:
+    def __init__(
+        self, timeout: int = TIMEOUT, docker_config: os.PathLike[str] | None = None
+    ) -> None:
         self.where = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
         self.timeout = timeout
+        self.docker_config = docker_config  # pulls' credentials: this file, not the SDK's default
         self._socket = (
             self.where.removeprefix("unix://") if self.where.startswith("unix://") else None
         )
@@ -79,6 +82,8 @@ class Engine:
                 self._sdk = docker.from_env(version="auto", timeout=self.timeout)
             except docker.errors.DockerException as err:
                 raise EngineError(f"cannot reach the Docker engine at {self.where}: {err}") from err
+            if self.docker_config is not None:
+                self._sdk.api.reload_config(os.fspath(self.docker_config))
         return self._sdk.api
 
     def close(self) -> None:

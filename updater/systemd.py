@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from updater.errors import SystemdError
 
 SHOW_TIMEOUT = 15
 _PROPERTIES = "Id,LoadState,ActiveState,SubState,Result,NRestarts,InvocationID"
+_DEFINITION = ("LoadState", "ExecStart", "ExecStartPre", "After", "Environment")
+# One command of an Exec* property: `{ path=... ; argv[]=ARGS ; ignore_errors=... ; ... }`.
+_ARGV = re.compile(r"argv\[\]=(.*?) ; ignore_errors=")
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,67 @@ def state(unit: str) -> UnitState:
         n_restarts=int(restarts) if restarts.isdigit() else 0,
         invocation_id=values.get("InvocationID", ""),
     )
+
+
+@dataclass(frozen=True)
+class Definition:
+    """What a unit runs and after what, as systemd loaded it (drop-ins included)."""
+
+    name: str
+    load_state: str
+    exec_start: tuple[tuple[str, ...], ...] = ()  # the argv of each command
+    exec_start_pre: tuple[tuple[str, ...], ...] = ()
+    after: tuple[str, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def definitions(units: Sequence[str]) -> list[Definition]:
+    """Each unit's definition, in order, from one `systemctl show` for all of them."""
+    if not units:
+        return []
+    args = ["show", *(f"-p{name}" for name in _DEFINITION), "--", *units]
+    return parse_definitions(units, _systemctl(args, SHOW_TIMEOUT, f"reading {', '.join(units)}"))
+
+
+def parse_definitions(units: Sequence[str], out: str) -> list[Definition]:
+    """`systemctl show` of several units: one block each, in order, blank lines between."""
+    blocks = out.strip("\n").split("\n\n")
+    if len(blocks) != len(units):
+        raise SystemdError(f"reading {', '.join(units)}: systemctl show gave {len(blocks)} answers")
+    return [_definition(name, block) for name, block in zip(units, blocks, strict=True)]
+
+
+def _definition(name: str, block: str) -> Definition:
+    values: dict[str, list[str]] = {}
+    for line in block.splitlines():
+        key, _, value = line.partition("=")
+        values.setdefault(key, []).append(value)
+    return Definition(
+        name=name,
+        load_state=" ".join(values.get("LoadState", [])),
+        exec_start=_commands(values.get("ExecStart", [])),
+        exec_start_pre=_commands(values.get("ExecStartPre", [])),
+        after=tuple(" ".join(values.get("After", [])).split()),
+        environment=_environment(" ".join(values.get("Environment", []))),
+    )
+
+
+def _commands(lines: list[str]) -> tuple[tuple[str, ...], ...]:
+    """The argv of each command; systemd joins argv with spaces and no quoting, so an argument
+    holding a space comes back as two words (newer systemd may quote: then shlex splits it)."""
+    return tuple(_words(match) for line in lines for match in _ARGV.findall(line))
+
+
+def _words(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(text))
+    except ValueError:  # an unbalanced quote inside one argument
+        return tuple(text.split())
+
+
+def _environment(text: str) -> dict[str, str]:
+    """`A=1 "B=two words"` -> {"A": "1", "B": "two words"}."""
+    return dict(word.partition("=")[::2] for word in _words(text) if "=" in word)
 
 
 def restart(unit: str, timeout: float) -> None:

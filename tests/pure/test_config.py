@@ -1,5 +1,6 @@
 """The configuration loader: every kind of bad input gets a message naming file and key."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def test_registry_settings(main_file, tmp_path):
         ("[defaults]\nsetle = 1\n", "unknown key 'defaults.setle'; accepted: health_timeout,"),
         (
             "colour = 1\n",
-            "unknown key 'colour'; accepted: defaults, metrics, notify, registries, units",
+            "unknown key 'colour'; accepted: defaults, docker_config, metrics, notify, registries,",
         ),
         ('[notify]\non = ["done"]\n', "notify.on: ['done'] is not a list of unchanged, updated"),
         ('[notify]\nwebhook = "ftp://x"\n', "notify.webhook: must be an http(s) URL"),
@@ -94,6 +95,15 @@ def test_registry_settings(main_file, tmp_path):
         ('[registries."h"]\nverify = false\n', "unknown key 'registries.\"h\".verify'"),
         ('[registries."a b"]\n', "not a registry host"),
         ("[units\n", "not valid TOML"),
+        ("docker_config = 1\n", "docker_config: must be the absolute path of a Docker config"),
+        ('docker_config = "config.json"\n', "docker_config: must be the absolute path"),
+        ('docker_config = "/nonexistent/config.json"\n', "cannot read /nonexistent/config.json"),
+        ('docker_config = "/tmp"\n', "/tmp is a directory; name the file in it (/tmp/config.json)"),
+        ("docker_config = {}\n", "docker_config: must be the absolute path"),
+        (
+            '[registries."h"]\ndocker_config = "/x.json"\n',
+            "it is a top-level key: put it above the first [table]",
+        ),
     ],
 )
 def test_bad_configuration_names_file_and_key(main_file, text, message):
@@ -200,3 +210,29 @@ def test_notify_urls_reminders_and_ping(main_file):
     )
     defaults = load(write(main_file, "")).notify
     assert defaults.remind == 86400 and "recovered" in defaults.on and not defaults.ping
+
+
+def test_docker_config_key(main_file, tmp_path):
+    docker = write(tmp_path / "home/core/.docker/config.json", "{}")
+    write(main_file, f'docker_config = "{docker}"\n[defaults]\nsettle = 2\n')
+    assert load(main_file).docker_config == docker
+    assert load(write(main_file, "")).docker_config is None
+
+
+def test_docker_config_in_two_files_names_both(main_file, tmp_path):
+    docker = write(tmp_path / "config.json", "{}")
+    write(main_file, f'docker_config = "{docker}"\n')
+    other = write(main_file.parent / "config.d" / "z.toml", f'docker_config = "{docker}"\n')
+    with pytest.raises(ConfigError) as err:
+        load(main_file)
+    assert f"docker_config is defined twice: in {main_file} and in {other}" in str(err.value)
+
+
+def test_unreadable_docker_config_says_why(main_file, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    docker = write(tmp_path / "config.json", "{}")
+    docker.chmod(0)
+    write(main_file, f'docker_config = "{docker}"\n')
+    with pytest.raises(ConfigError, match=f"{main_file}: docker_config: cannot read {docker}: "):
+        load(main_file)

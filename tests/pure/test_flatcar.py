@@ -312,3 +312,15 @@ def test_help_shows_the_standalone_option():
     assert done.returncode == 0
     assert "--python-standalone FILE|URL" in done.stdout
     assert "--uninstall" in done.stdout
+
+
+def test_example_docker_config_key_loads_once_uncommented(tmp_path):
+    docker = tmp_path / "home/core/.docker/config.json"
+    docker.parent.mkdir(parents=True)
+    docker.write_text("{}")
+    example = (PROJECT / "docs/config.example.toml").read_text()
+    commented = '# docker_config = "/home/core/.docker/config.json"\n'
+    assert commented in example
+    config = tmp_path / "config.toml"
+    config.write_text(example.replace(commented, f'docker_config = "{docker}"\n'))
+    assert load(config).docker_config == docker
