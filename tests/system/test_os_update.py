@@ -153,6 +153,9 @@ def test_the_timer_deploys_across_an_os_update_and_a_missing_python(
             assert len(starts(entries[:at])) == 1, "not the boot's first run"
             assert not [e for e in entries if int(e.get("PRIORITY", 6)) <= 3], entries
             # The new interpreter compiled the program into the unit's cache, not into /opt.
+            # bin/python, what the trigger's unit starts, runs on the new Python as well.
+            trigger = sh(machine, "/opt/updater/bin/python -m updater --version").stdout
+            assert trigger.startswith("updater "), trigger
             assert sh(machine, "find /opt/updater -name '*.pyc'").stdout == ""
             cached = sh(machine, "find /var/cache/updater/pycache/opt/updater/lib/updater").stdout
             assert "/run.cpython-313.pyc" in cached, cached
