@@ -194,6 +194,7 @@ install_program() {
     pyver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     pure_wheels "$work/wheels" "$pyver" "${pip[@]}"
 
+    mkdir -p "$(dirname "$PREFIX")"
     new=$(mktemp -d "$PREFIX.new.XXXXXX")
     cleanup+=("$new")
     "${pip[@]}" install --no-index --no-deps --no-compile --target "$new/lib" "$work"/wheels/*.whl || \
@@ -213,6 +214,20 @@ install_program() {
     rm -rf "$PREFIX.old"
 }
 
+# Whether a wheel's file name says pure Python 3: NAME-VERSION[-BUILD]-PYTAG-none-any.whl with
+# py3 among the python tags (py3, py2.py3); cp311-none-any would still be one version's.
+is_pure() {
+    local tags=${1%.whl} platform abi python
+    platform=${tags##*-}
+    tags=${tags%-*}
+    abi=${tags##*-}
+    tags=${tags%-*}
+    python=${tags##*-}
+    [ "$platform" = any ] && [ "$abi" = none ] || return 1
+    case ".$python." in *.py3.*) return 0 ;; esac
+    return 1
+}
+
 # Every wheel in DIR pure (py3-none-any): each other one is replaced by its project's pure wheel
 # of the same version for Python PYVER, or the install stops naming it.
 pure_wheels() {
@@ -220,7 +235,7 @@ pure_wheels() {
     shift 2
     for wheel in "$dir"/*.whl; do
         file=${wheel##*/}
-        case "$file" in *-none-any.whl) continue ;; esac
+        ! is_pure "$file" || continue
         name=${file%%-*}
         rest=${file#*-}
         version=${rest%%-*}

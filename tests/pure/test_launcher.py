@@ -160,12 +160,14 @@ def test_a_compiled_wheel_is_replaced_by_its_pure_wheel_of_the_same_version(tmp_
             "charset_normalizer-3.4.4-cp311-cp311-manylinux_2_17_x86_64.whl",
             "requests-2.32.5-py3-none-any.whl",
             "six-1.17.0-py2.py3-none-any.whl",
+            "oneversion-1.0-cp311-none-any.whl",
         ],
-        pure=["charset_normalizer==3.4.4"],
+        pure=["charset_normalizer==3.4.4", "oneversion==1.0"],
     )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "wheels").iterdir()) == [
         "charset_normalizer-3.4.4-py3-none-any.whl",
+        "oneversion-1.0-py3-none-any.whl",
         "requests-2.32.5-py3-none-any.whl",
         "six-1.17.0-py2.py3-none-any.whl",
     ]
