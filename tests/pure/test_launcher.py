@@ -104,6 +104,19 @@ def test_a_recorded_python_gone_or_too_old_gives_way_to_the_standalone_then_path
     env = {"PATH": f"/nonexistent:{on_path.parent}"}
     assert report(launch(prefix / "bin/updater", env=env))["executable"] == str(on_path)
 
+    # Never a python3 relative to the working directory (an empty or relative PATH entry).
+    fake_python(tmp_path / "python3", (3, 13))
+    fake_python(tmp_path / "rel/python3", (3, 13))
+    done = subprocess.run(
+        [str(prefix / "bin/updater")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env={"PATH": f":rel:{on_path.parent}"},
+    )
+    assert report(done)["executable"] == str(on_path)
+
 
 def test_bin_python_runs_a_module_of_lib(prefix):
     got = report(launch(prefix / "bin/python", "-m", "updater.report", "--flag"))
