@@ -5,15 +5,17 @@
 #   ./install.sh --python-standalone FILE|URL   the same on a relocatable CPython (hosts without Python)
 #   ./install.sh --uninstall                    remove the program and its units; keep configuration and state
 #
-# Where things go: the program in its own virtual environment under /opt/updater, `updater` on
-# root's PATH (/usr/local/bin, or /opt/bin where /usr is read-only as on Flatcar), the units in
+# Where things go: the program and its dependencies as pure-Python packages in /opt/updater/lib
+# with a launcher, /opt/updater/bin/updater, that finds a Python >= 3.11 at every start (so an OS
+# update that moves Python to another minor version needs nothing done), `updater` on root's
+# PATH (/usr/local/bin, or /opt/bin where /usr is read-only as on Flatcar), the units in
 # /etc/systemd/system, a commented example /etc/updater/config.toml only if there is none.
 #
 # --python-standalone takes a python-build-standalone "install_only" tarball (a file, or an https
 # URL fetched with curl) for this machine's architecture. Its sha256 must equal the one pinned
 # below for that architecture, checked before anything is unpacked; it is unpacked to
-# /opt/updater-python, beside the venv and not inside it, so that re-creating the venv never
-# removes the interpreter it is made from. Later runs of ./install.sh (upgrades) use it again
+# /opt/updater-python, beside the program and not inside it, so that replacing the program never
+# removes the interpreter it runs on. Later runs of ./install.sh (upgrades) use it again
 # without the option; --uninstall removes it too.
 set -euo pipefail
 
@@ -68,7 +70,8 @@ bin_dir() {
     fi
 }
 
-# A Python >= 3.11 with venv: --python, then the usual names on PATH.
+# A Python >= 3.11 with venv (install.sh builds the wheels in a throwaway venv): --python, then
+# the usual names on PATH.
 find_python() {
     local candidates=("$@")
     # An earlier --python-standalone comes first: upgrades keep the interpreter it was installed on.
@@ -128,15 +131,14 @@ verify_standalone() {
 
 # --python-standalone FILE|URL: fetch (https only), verify, unpack to $STANDALONE. The same
 # tarball as last time (its sha256 is kept in $STANDALONE/.sha256) leaves it as it is; another
-# one replaces it whole, which also makes the venv anew (do_install compares versions).
+# one replaces it whole.
 install_standalone() {
     local source=$1 file sha work
     case "$source" in
         https://*)
             command -v curl >/dev/null 2>&1 || die "curl is needed to download $source"
             work=$(mktemp -d "${TMPDIR:-/var/tmp}/updater-python.XXXXXX")
-            # shellcheck disable=SC2064  # expand now: $work is local
-            trap "rm -rf '$work'" EXIT
+            cleanup+=("$work")
             file="$work/python.tar.gz"
             say "downloading $source"
             curl --fail --silent --show-error --location --retry 3 --output "$file" "$source" || \
@@ -168,6 +170,95 @@ install_standalone() {
     say "unpacked python-build-standalone to $STANDALONE (sha256 $sha)"
 }
 
+# Temporary directories, removed when the script exits however it exits.
+cleanup=()
+remove_cleanup() { [ ${#cleanup[@]} -eq 0 ] || rm -rf "${cleanup[@]}"; }
+trap remove_cleanup EXIT
+
+# The program and its dependencies, as pure-Python wheels (py3-none-any) unpacked into
+# $PREFIX/lib, and the launcher as $PREFIX/bin/updater (and bin/python, for the trigger's unit).
+# Nothing compiled and no bytecode lands there, so any Python >= 3.11 runs it as it is: an OS
+# update that moves the interpreter to another minor version needs nothing rebuilt (the
+# launcher finds the interpreter at every start). pip, in a throwaway venv, builds and fetches
+# the wheels (a dependency published only as an sdist is built into a wheel; one with compiled
+# wheels is replaced by its pure wheel of the same version, or refused).
+install_program() {
+    local py=$1 work new pyver pip
+    umask 022  # the trigger's unit runs as a throwaway user: it must read $PREFIX
+    work=$(mktemp -d "${TMPDIR:-/var/tmp}/updater-install.XXXXXX")
+    cleanup+=("$work")
+    "$py" -m venv "$work/venv" >/dev/null || die "could not make a build environment with $py -m venv"
+    pip=("$work/venv/bin/python" -m pip --quiet --disable-pip-version-check)
+    "${pip[@]}" wheel --wheel-dir "$work/wheels" "$SOURCE" || \
+        die "could not build the updater and its dependencies (pip wheel $SOURCE)"
+    pyver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    pure_wheels "$work/wheels" "$pyver" "${pip[@]}"
+
+    mkdir -p "$(dirname "$PREFIX")"
+    new=$(mktemp -d "$PREFIX.new.XXXXXX")
+    cleanup+=("$new")
+    "${pip[@]}" install --no-index --no-deps --no-compile --target "$new/lib" "$work"/wheels/*.whl || \
+        die "could not unpack the wheels into $new/lib"
+    rm -rf "$new/lib/bin"  # console scripts pointing at the build venv; the launcher replaces them
+    mkdir -p "$new/bin"
+    install -m 0755 "$SOURCE/launcher/updater" "$new/bin/updater"
+    ln -s updater "$new/bin/python"
+    # Looked for first by the launcher: the interpreter chosen here (--python, a standalone).
+    echo "$py" >"$new/interpreter"
+    install -m 0644 "$SOURCE/README.md" "$new/README.md"
+    chmod 0755 "$new"
+
+    rm -rf "$PREFIX.old"
+    [ ! -e "$PREFIX" ] || mv "$PREFIX" "$PREFIX.old"
+    mv "$new" "$PREFIX"
+    rm -rf "$PREFIX.old"
+}
+
+# Whether a wheel's file name says pure Python 3: NAME-VERSION[-BUILD]-PYTAG-none-any.whl with
+# py3 among the python tags (py3, py2.py3); cp311-none-any would still be one version's.
+is_pure() {
+    local tags=${1%.whl} platform abi python
+    platform=${tags##*-}
+    tags=${tags%-*}
+    abi=${tags##*-}
+    tags=${tags%-*}
+    python=${tags##*-}
+    [ "$platform" = any ] && [ "$abi" = none ] || return 1
+    case ".$python." in *.py3.*) return 0 ;; esac
+    return 1
+}
+
+# Every wheel in DIR pure (py3-none-any): each other one is replaced by its project's pure wheel
+# of the same version for Python PYVER, or the install stops naming it.
+pure_wheels() {
+    local dir=$1 pyver=$2 wheel file name rest version
+    shift 2
+    for wheel in "$dir"/*.whl; do
+        file=${wheel##*/}
+        ! is_pure "$file" || continue
+        name=${file%%-*}
+        rest=${file#*-}
+        version=${rest%%-*}
+        case "${name,,}" in
+        pyyaml)
+            # Apprise imports it only to read YAML configuration files, which the updater never
+            # gives it; it has no pure wheel, and a compiled one would tie us to one Python.
+            rm -f "$wheel"
+            continue
+            ;;
+        esac
+        "$@" download --no-deps --only-binary=:all: --platform any --implementation py --abi none \
+            --python-version "$pyver" --dest "$dir/pure" "$name==$version" || \
+            die "$name $version has no pure-Python wheel (py3-none-any), and only those are installed:" \
+                "a compiled module would tie the updater to one minor version of Python"
+        rm -f "$wheel"
+    done
+    if [ -d "$dir/pure" ]; then
+        mv "$dir"/pure/*.whl "$dir"/
+        rmdir "$dir/pure"
+    fi
+}
+
 preflight() {
     [ "$(id -u)" = 0 ] || die "run as root (it writes /opt/updater, /etc/systemd/system and /etc/updater)"
     [ -d /run/systemd/system ] || die "systemd is not running here (no /run/systemd/system); the updater needs it"
@@ -188,24 +279,7 @@ do_install() {
         py=$(find_python) || no_python
     fi
     say "using $py ($("$py" -c 'import platform; print(platform.python_version())'))"
-
-    # A venv made by another Python (an OS update moved it) is made anew; config and state stay.
-    if [ -x "$PREFIX/bin/python" ] && ! "$PREFIX/bin/python" -c 'import sys' >/dev/null 2>&1; then
-        rm -rf "$PREFIX"
-    fi
-    if [ -x "$PREFIX/bin/python" ] && [ "$(readlink -f "$PREFIX/bin/python")" != "$(readlink -f "$py")" ]; then
-        rm -rf "$PREFIX"
-    fi
-    # The same path may now be another minor version (a new standalone, an OS update): the venv's
-    # site-packages are per minor version, so it is made anew too.
-    if [ -f "$PREFIX/pyvenv.cfg" ]; then
-        local made_with
-        made_with=$(sed -n 's/^version *= *\([0-9]*\.[0-9]*\).*/\1/p' "$PREFIX/pyvenv.cfg")
-        [ "$made_with" = "$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" ] || rm -rf "$PREFIX"
-    fi
-    [ -x "$PREFIX/bin/python" ] || "$py" -m venv "$PREFIX"
-    "$PREFIX/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "$SOURCE"
-    install -m 0644 "$SOURCE/README.md" "$PREFIX/README.md"
+    install_program "$py"
 
     local bin
     bin=$(bin_dir)
@@ -253,7 +327,7 @@ do_uninstall() {
             rm -f "$bin/updater"
         fi
     done
-    rm -rf "$PREFIX" "$STANDALONE"
+    rm -rf "$PREFIX" "$STANDALONE" /var/cache/updater
     say "removed the program and its units; kept $CONFIG_DIR and /var/lib/updater"
 }
 

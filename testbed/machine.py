@@ -40,6 +40,10 @@ from pathlib import Path
 from testbed import PROJECT, needs
 
 SUITE = "bookworm"
+# A newer release, booted over an older one's /etc, /opt and /var: an OS update (Python 3.13,
+# systemd 257 in place of 3.11 and 252).
+NEWER_SUITE = "trixie"
+APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "ca-certificates")
 # Bump when the way the root is made changes, so old caches are not reused.
 RECIPE_VERSION = "2"
@@ -52,6 +56,9 @@ DEFAULT_ENV = {
     "LANG": "C.UTF-8",
 }
 INACCESSIBLE = Path("/run/systemd/inaccessible")
+# What a machine's persistent state keeps from one boot to the next, over whichever root: as on
+# Flatcar, where an OS update brings a new /usr and /etc, /opt, /var and home stay.
+PERSISTENT = frozenset({"etc", "opt", "var", "root", "home", "srv"})
 _POLL = 0.1
 
 
@@ -88,9 +95,9 @@ def _file_key(path: Path) -> str:
     return f"{path}:{st.st_size}:{int(st.st_mtime)}"
 
 
-def _recipe_key() -> str:
+def _recipe_key(suite: str = SUITE) -> str:
     """A short hash of everything that goes into the root."""
-    parts = [RECIPE_VERSION, SUITE, *PACKAGES, _file_key(_docker_client())]
+    parts = [RECIPE_VERSION, suite, *PACKAGES, _file_key(_docker_client())]
     if HOST_CA_BUNDLE.is_file():
         parts.append(_file_key(HOST_CA_BUNDLE))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
@@ -151,18 +158,34 @@ def _install_certs(root: Path) -> None:
     (root / "etc/pip.conf").write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
 
 
-def build_root(cache_dir: Path) -> Path:
-    """A Debian bookworm root with systemd, dbus, python3, python3-venv and ca-certificates.
+def _root_name(suite: str) -> str:
+    """The cache entry of suite's root (bookworm's name predates other suites)."""
+    key = _recipe_key(suite)
+    return f"root-{key}" if suite == SUITE else f"root-{suite}-{key}"
 
-    Made once with mmdebstrap and cached under cache_dir as ``root-<recipe hash>``;
-    reused when its marker file (written last) is there.  It is built in a temp dir
+
+def _mirror() -> list[str]:
+    """The host's Debian mirror for mmdebstrap (it reaches other releases the same way)."""
+    if APT_SOURCES.is_file():
+        for line in APT_SOURCES.read_text().splitlines():
+            if line.startswith("URIs:"):
+                return [line.split()[1]]
+    return []  # mmdebstrap then uses the host's own sources
+
+
+def build_root(cache_dir: Path, suite: str = SUITE) -> Path:
+    """A Debian root of suite with systemd, dbus, python3, python3-venv and ca-certificates.
+
+    Made once with mmdebstrap and cached under cache_dir as ``root-<recipe hash>``
+    (``root-<suite>-<recipe hash>`` for suites other than bookworm, from the host's
+    mirror); reused when its marker file (written last) is there.  It is built in a temp dir
     next to the cache and renamed into place, so an interrupted build never leaves a
     half root.  The root also gets the host's docker client at /usr/local/bin/docker,
     the host's CA bundle and an /etc/pip.conf that points pip at it.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    root = cache_dir / f"root-{_recipe_key()}"
+    root = cache_dir / _root_name(suite)
     if (root / MARKER).is_file():
         return root
     with _locked(cache_dir / "build.lock"):
@@ -181,8 +204,9 @@ def build_root(cache_dir: Path) -> Path:
                     "mmdebstrap",
                     "--variant=minbase",
                     "--include=" + ",".join(PACKAGES),
-                    SUITE,
+                    suite,
                     target,
+                    *([] if suite == SUITE else _mirror()),
                 ],
                 timeout=900,
             )
@@ -191,18 +215,28 @@ def build_root(cache_dir: Path) -> Path:
             # mmdebstrap copies the host's /etc/hostname; without it the machine
             # takes the name given to nspawn (--machine).
             (target / "etc/hostname").unlink(missing_ok=True)
-            (target / MARKER).write_text(f"{RECIPE_VERSION} {' '.join(PACKAGES)}\n")
+            (target / MARKER).write_text(f"{RECIPE_VERSION} {suite} {' '.join(PACKAGES)}\n")
             os.rename(target, root)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        _prune_old_roots(cache_dir, keep=root)
+        _prune_old_roots(cache_dir, keep=root, suite=suite)
     return root
 
 
-def _prune_old_roots(cache_dir: Path, keep: Path) -> None:
-    """Remove roots of older recipes, unless a machine still uses one as its overlay lower."""
+def _same_suite(path: Path, suite: str) -> bool:
+    """Whether the cached root at path is one of suite's (of any recipe)."""
+    rest = path.name.removeprefix("root-")
+    if suite == SUITE:
+        return "-" not in rest
+    return rest.startswith(f"{suite}-")
+
+
+def _prune_old_roots(cache_dir: Path, keep: Path, suite: str = SUITE) -> None:
+    """Remove suite's roots of older recipes, unless a machine still uses one as its overlay lower."""
     mounts = Path("/proc/self/mounts").read_text()
     for old in cache_dir.glob("root-*"):
+        if not _same_suite(old, suite):
+            continue
         if old != keep and f"lowerdir={old}," not in mounts and f"lowerdir={old} " not in mounts:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -293,6 +327,29 @@ def python_wheels(project_dir: Path, out: Path) -> Path:
     return out
 
 
+def install_sh_wheels(project_dir: Path, out: Path) -> Path:
+    """What ``install.sh`` needs to install offline (``PIP_NO_INDEX=1 PIP_FIND_LINKS=out``).
+
+    The project's wheels (:func:`python_wheels`), the build backend (install.sh builds the
+    checkout) and, for each compiled wheel among them, its project's pure wheel
+    (py3-none-any) of the same version, which install.sh puts in its place.  Returns out.
+    """
+    out = python_wheels(project_dir, out)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    _check([*pip, "download", "-q", "--only-binary=:all:", "setuptools", "-d", out], timeout=600)
+    for wheel in out.glob("*.whl"):
+        name, version = wheel.name.split("-")[:2]
+        if wheel.name.endswith("-none-any.whl") or name.lower() == "pyyaml":  # install.sh drops it
+            continue
+        pure = ["--platform", "any", "--implementation", "py", "--abi", "none"]
+        _check(
+            [*pip, "download", "-q", "--no-deps", "--only-binary=:all:", *pure]
+            + ["-d", out, f"{name}=={version}"],
+            timeout=600,
+        )
+    return out
+
+
 # -------------------------------------------------------------------------- machine
 
 
@@ -340,6 +397,14 @@ class Machine:
     kept under ``workdir/name`` (the root view, the overlay's upper and work dirs) and
     removed by :meth:`stop`; nspawn's output (the container's console) goes to
     ``workdir/name.log``, which is kept.
+
+    ``state``, a directory, keeps the machine's writes to /etc, /opt, /var and homes
+    (:data:`PERSISTENT`) across boots: the overlay's upper dir lives there and is reused by
+    the next machine given the same state, over the same root or another one (an OS update:
+    boot a newer release's root with the state an older one left).  Writes elsewhere (/usr)
+    are dropped at the next boot, as a new OS image drops them.  ``hidden`` paths are
+    over-mounted with an inaccessible node (``--inaccessible``), as if the root lacked them;
+    ``umount PATH`` inside brings one back.
     """
 
     def __init__(
@@ -348,11 +413,15 @@ class Machine:
         workdir: Path,
         name: str,
         binds: Sequence[tuple[Path, str]] = (),
+        state: Path | None = None,
+        hidden: Sequence[str] = (),
     ) -> None:
         self.root_cache = Path(root_cache)
         self.name = name
         self.dir = Path(workdir) / name
         self.binds = list(binds)
+        self.state_dir = None if state is None else Path(state)
+        self.hidden = list(hidden)
         self.log_path = Path(workdir) / f"{name}.log"
         self.state = ""  # what is-system-running answered at boot
         self._root = self.dir / "root"
@@ -376,11 +445,29 @@ class Machine:
 
     # -- lifecycle
 
+    def _upper_and_work(self) -> tuple[Path, Path]:
+        """The overlay's upper and work dirs: fresh ones, or the persistent state's."""
+        if self.state_dir is None:
+            upper, work = self.dir / "upper", self.dir / "work"
+            upper.mkdir(parents=True)
+            work.mkdir(parents=True)
+            return upper, work
+        upper, work = self.state_dir / "upper", self.state_dir / "work"
+        upper.mkdir(parents=True, exist_ok=True)
+        for entry in upper.iterdir():
+            if entry.name not in PERSISTENT:  # the last boot's /usr, /tmp, ...: not state
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        return upper, work
+
     def _make_root(self) -> None:
         """The machine's root: an overlay on the cached root, or a copy if that fails."""
-        upper, work = self.dir / "upper", self.dir / "work"
-        for d in (self._root, upper, work):
-            d.mkdir(parents=True)
+        self._root.mkdir(parents=True)
+        upper, work = self._upper_and_work()
         opts = f"lowerdir={self.root_cache},upperdir={upper},workdir={work}"
         mount = subprocess.run(
             ["mount", "-t", "overlay", "overlay", "-o", opts, str(self._root)],
@@ -390,6 +477,8 @@ class Machine:
         if mount.returncode == 0:
             self._overlay = True
             return
+        if self.state_dir is not None:
+            raise MachineError(f"cannot mount the overlay for {self.name}: {mount.stderr.strip()}")
         # No overlay here (e.g. workdir on overlayfs or tmpfs quirks): a full copy.
         self._root.rmdir()
         _check(["cp", "-a", "--reflink=auto", self.root_cache, self._root], timeout=300)
@@ -417,6 +506,7 @@ class Machine:
                 f"--machine={self.name}",
             ]
             cmd += [f"--bind={Path(host).resolve()}:{inside}" for host, inside in self.binds]
+            cmd += [f"--inaccessible={path}" for path in self.hidden]
             with open(self.log_path, "wb") as log:
                 self._proc = subprocess.Popen(
                     cmd,

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from testbed import PROJECT, needs
 from testbed.engine import Dockerd, build_image, push
-from testbed.machine import Machine, build_root, python_wheels
+from testbed.machine import Machine, build_root, install_sh_wheels
 from testbed.registry import Registry
 
 pytestmark = pytest.mark.system
@@ -30,23 +29,7 @@ OFFLINE = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/wheels"}
 
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory) -> Path:
-    out = python_wheels(PROJECT, tmp_path_factory.mktemp("wheels"))
-    # install.sh builds the checkout, so the build backend must be there too.
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "-q",
-            "--only-binary=:all:",
-            "setuptools",
-            "-d",
-            str(out),
-        ],
-        check=True,
-    )
-    return out
+    return install_sh_wheels(PROJECT, tmp_path_factory.mktemp("wheels"))
 
 
 @pytest.fixture(scope="module")
