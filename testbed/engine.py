@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 
+from testbed import needs
+
+ENGINES = Path(os.environ.get("ENGINES", "/var/tmp/updater-engines"))  # testbed/engines.sh
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ["sh", "sleep", "true", "false", "echo", "cat", "test", "kill", "ls", "date"]
 
@@ -23,15 +29,57 @@ BEHAVIOURS = {
 }
 
 
+@dataclass(frozen=True)
+class Flavour:
+    """A Docker engine a user may run: its dockerd, what goes first on its PATH, its config."""
+
+    name: str
+    dockerd: str
+    path: tuple[str, ...] = ()  # folders searched first for containerd, docker-init, ...
+    features: tuple[str, ...] = ()  # daemon.json "features" switched on
+
+    def command(self) -> str:
+        """The dockerd binary; skips (fails in CI) when testbed/engines.sh has not fetched it."""
+        found = shutil.which(self.dockerd)
+        if found is None:
+            needs(self.dockerd)
+        return str(found)
+
+
+def _unpacked(name: str, *also: str) -> tuple[str, ...]:
+    return tuple(
+        str(ENGINES / folder / sub) for folder in (*also, name) for sub in ("usr/sbin", "usr/bin")
+    )
+
+
+FLAVOURS = {
+    flavour.name: flavour
+    for flavour in (
+        Flavour("20.10", "dockerd"),  # Debian 12's docker.io: the session's engine
+        Flavour("26.1", str(ENGINES / "26.1/usr/sbin/dockerd"), _unpacked("26.1")),
+        Flavour("28.5", str(ENGINES / "28.5/usr/sbin/dockerd"), _unpacked("28.5")),
+        # Docker 29's default: images in containerd's content store; it wants containerd 2.x.
+        Flavour(
+            "28.5-containerd",
+            str(ENGINES / "28.5/usr/sbin/dockerd"),
+            _unpacked("28.5", "containerd-2"),
+            ("containerd-snapshotter",),
+        ),
+    )
+}
+
+
 class Dockerd:
     """dockerd with its own data root, exec root and socket under `workdir`.
 
     The socket lives alone in `workdir/run`: a machine that binds that directory (not the
     socket file, which a restart replaces) keeps reaching the engine across restarts.
+    `flavour` names one of FLAVOURS: which engine, and with which image store.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, flavour: str = "20.10") -> None:
         self.workdir = workdir
+        self.flavour = FLAVOURS[flavour]
         self.socket = workdir / "run" / "docker.sock"
         self.host = f"unix://{self.socket}"
         self._process: subprocess.Popen[bytes] | None = None
@@ -40,9 +88,13 @@ class Dockerd:
     def start(self, timeout: float = 30) -> None:
         self.socket.parent.mkdir(parents=True, exist_ok=True)
         log = (self.workdir / "dockerd.log").open("ab")
+        config = self.workdir / "daemon.json"
+        config.write_text(json.dumps({"features": dict.fromkeys(self.flavour.features, True)}))
+        env = {**os.environ, "PATH": os.pathsep.join([*self.flavour.path, os.environ["PATH"]])}
         self._process = subprocess.Popen(
             [
-                "dockerd",
+                self.flavour.command(),
+                "--config-file", str(config),
                 "--data-root", str(self.workdir / "data"),
                 "--exec-root", str(self.workdir / "exec"),
                 "--pidfile", str(self.workdir / "docker.pid"),
@@ -52,6 +104,7 @@ class Dockerd:
             ],
             stdout=log,
             stderr=log,
+            env=env,
             start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
@@ -133,6 +186,8 @@ def push(engine: Dockerd, ref: str, auth: dict[str, str] | None = None) -> str:
         if "error" in event:
             raise RuntimeError(f"push {ref}: {event['error']}")
         aux = event.get("aux") or {}
-        digest = aux.get("Digest", digest)
+        # The containerd image store says it only in the status line: "prod: digest: sha256:..."
+        said = re.search(r"digest: (sha256:[0-9a-f]{64})", event.get("status") or "")
+        digest = aux.get("Digest") or (said.group(1) if said else digest)
     assert digest, f"push {ref}: no digest reported"
     return str(digest)
