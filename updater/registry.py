@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -25,7 +25,7 @@ from updater import __version__, challenge
 from updater.challenge import Challenge
 from updater.config import RegistrySettings
 from updater.credentials import Credential, DockerConfig
-from updater.errors import RegistryError
+from updater.errors import ManifestUnknown, RegistryError
 from updater.reference import Reference
 
 MANIFEST_TYPES = ", ".join(
@@ -131,7 +131,8 @@ class Registries:
                 if _DIGEST.fullmatch(found):
                     return found
                 return self._digest_of_body(ref)
-            raise RegistryError(f"{what}: {self._explain(ref, answer)}")
+            unknown = ManifestUnknown if answer.status == 404 else RegistryError
+            raise unknown(f"{what}: {self._explain(ref, answer)}")
         except ssl.SSLCertVerificationError as err:
             hint = f' (set ca_file in [registries."{ref.api_host}"] for a private CA)'
             raise RegistryError(f"{what}: TLS failed: {err.verify_message}{hint}") from err
@@ -148,6 +149,14 @@ class Registries:
             raise RegistryError(f"{what}: the manifest is larger than {err} bytes") from err
         except ValueError as err:  # a host, realm or token http.client cannot put on the wire
             raise RegistryError(f"{what}: cannot make that request: {err}") from err
+
+    def has_manifest(self, ref: Reference, digest: str) -> bool:
+        """Whether `ref`'s repository serves the manifest `digest` (one HEAD)."""
+        try:
+            self.digest(replace(ref, tag=digest, digest=None))
+        except ManifestUnknown:
+            return False
+        return True
 
     def _manifest(self, ref: Reference, method: str) -> _Answer:
         host = self._host(ref.api_host)
