@@ -37,6 +37,7 @@ class Flavour:
     dockerd: str
     path: tuple[str, ...] = ()  # folders searched first for containerd, docker-init, ...
     features: tuple[str, ...] = ()  # daemon.json "features" switched on
+    min_api: str | None = None  # refuse clients pinned below this API version, as Docker 29 does
 
     def command(self) -> str:
         """The dockerd binary; skips (fails in CI) when testbed/engines.sh has not fetched it."""
@@ -57,13 +58,14 @@ FLAVOURS = {
     for flavour in (
         Flavour("20.10", "dockerd"),  # Debian 12's docker.io: the session's engine
         Flavour("26.1", str(ENGINES / "26.1/usr/sbin/dockerd"), _unpacked("26.1")),
-        Flavour("28.5", str(ENGINES / "28.5/usr/sbin/dockerd"), _unpacked("28.5")),
+        Flavour("28.5", str(ENGINES / "28.5/usr/sbin/dockerd"), _unpacked("28.5"), min_api="1.44"),
         # Docker 29's default: images in containerd's content store; it wants containerd 2.x.
         Flavour(
             "28.5-containerd",
             str(ENGINES / "28.5/usr/sbin/dockerd"),
             _unpacked("28.5", "containerd-2"),
             ("containerd-snapshotter",),
+            min_api="1.44",
         ),
     )
 }
@@ -91,6 +93,8 @@ class Dockerd:
         config = self.workdir / "daemon.json"
         config.write_text(json.dumps({"features": dict.fromkeys(self.flavour.features, True)}))
         env = {**os.environ, "PATH": os.pathsep.join([*self.flavour.path, os.environ["PATH"]])}
+        if self.flavour.min_api:
+            env["DOCKER_MIN_API_VERSION"] = self.flavour.min_api
         self._process = subprocess.Popen(
             [
                 self.flavour.command(),
@@ -145,6 +149,32 @@ class Dockerd:
         )
 
 
+def import_image(engine: Dockerd, ref: str, *, seed: str) -> str:
+    """`docker import` a busybox folder as `ref`: an image built here, which no registry served."""
+    context = engine.workdir / "import" / seed
+    _busybox_folder(context, seed)
+    tar = subprocess.run(["tar", "-C", str(context), "-c", "."], capture_output=True, check=True)
+    done = subprocess.run(
+        ["docker", "import", "--change", f"CMD {BEHAVIOURS['serve']}", "-", ref],
+        input=tar.stdout,
+        env=engine.env(),
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    return done.stdout.decode().strip()
+
+
+def _busybox_folder(context: Path, seed: str) -> None:
+    if context.exists():
+        shutil.rmtree(context)
+    (context / "bin").mkdir(parents=True)
+    shutil.copy(BUSYBOX, context / "bin" / "busybox")
+    for applet in APPLETS:
+        (context / "bin" / applet).symlink_to("busybox")
+    (context / "seed").write_text(seed)
+
+
 def build_image(
     engine: Dockerd,
     ref: str,
@@ -155,13 +185,7 @@ def build_image(
 ) -> str:
     """Build a tiny busybox image whose content (and so digest) depends on `seed`; its ID."""
     context = engine.workdir / "build" / seed
-    if context.exists():
-        shutil.rmtree(context)
-    (context / "bin").mkdir(parents=True)
-    shutil.copy(BUSYBOX, context / "bin" / "busybox")
-    for applet in APPLETS:
-        (context / "bin" / applet).symlink_to("busybox")
-    (context / "seed").write_text(seed)
+    _busybox_folder(context, seed)
     lines = ["FROM scratch", "COPY . /"]
     if healthcheck:
         lines.append(

@@ -8,14 +8,13 @@ dockerd of its own for the module; testbed/engines.sh fetches the newer ones.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 import uuid
 
+import docker
 import pytest
 
-from testbed.engine import BUSYBOX, FLAVOURS, Dockerd, build_image, push
+from testbed.engine import FLAVOURS, Dockerd, build_image, import_image, push
 from updater.engine import Engine
 from updater.reference import parse
 
@@ -42,24 +41,6 @@ def repository(registry) -> str:
     return f"{registry.host}/acme/app-{uuid.uuid4().hex[:8]}"
 
 
-def imported(dockerd: Dockerd, ref: str, content: str) -> str:
-    """`docker import` of a one-file tarball, tagged `ref`: an image no registry ever served."""
-    folder = dockerd.workdir / "import" / uuid.uuid4().hex
-    (folder / "bin").mkdir(parents=True)
-    shutil.copy(BUSYBOX, folder / "bin" / "sleep")
-    (folder / "content").write_text(content)
-    tar = subprocess.run(["tar", "-C", str(folder), "-c", "."], capture_output=True, check=True)
-    done = subprocess.run(
-        ["docker", "import", "--change", 'CMD ["/bin/sleep", "3600"]', "-", ref],
-        input=tar.stdout,
-        env=dockerd.env(),
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    return done.stdout.decode().strip()
-
-
 def pulled_by_digest(dockerd: Dockerd, repo: str, seed: str) -> tuple[str, str]:
     """Build, push and forget an image, then pull it back by digest: (image ID, digest)."""
     build_image(dockerd, f"{repo}:prod", seed=f"{repo}-{seed}")
@@ -70,10 +51,23 @@ def pulled_by_digest(dockerd: Dockerd, repo: str, seed: str) -> tuple[str, str]:
     return found.stdout.strip(), digest
 
 
+def test_the_engine_is_reached_whatever_api_versions_it_refuses(on_engine, registry):
+    dockerd, engine = on_engine
+    if dockerd.flavour.min_api:  # as Docker 29 refuses clients pinned below 1.44
+        pinned = docker.APIClient(base_url=dockerd.host, version="1.41", timeout=10)
+        with pytest.raises(docker.errors.APIError, match="too old"):
+            pinned.version()
+    repo = repository(registry)
+    image_id, _ = pulled_by_digest(dockerd, repo, "v1")
+    engine.tag(image_id, parse(f"{repo}:prod"))  # the SDK, negotiated
+    image = engine.image(f"{repo}:prod")  # raw HTTP, versionless
+    assert image is not None and image.id == image_id
+
+
 def test_a_local_image_named_like_the_repository_has_no_registry_digest(on_engine, registry):
     dockerd, engine = on_engine
     repo = repository(registry)
-    image_id = imported(dockerd, f"{repo}:prod", "built here")
+    image_id = import_image(dockerd, f"{repo}:prod", seed=f"{repo}-local")
     image = engine.image(image_id)
     assert image is not None
     assert image.digests_for(parse(f"{repo}:prod")) == []
@@ -156,7 +150,7 @@ def test_check_tells_pulled_from_local_on_every_engine(on_engine, registry, cli)
     current = running(dockerd, f"{pulled}:prod")
     build_image(dockerd, f"{local}:prod", seed=f"{local}-pushed")
     push(dockerd, f"{local}:prod")  # the registry has the tag, yet this host runs its own build
-    imported(dockerd, f"{local}:prod", "built here")
+    import_image(dockerd, f"{local}:prod", seed=f"{local}-local")
     own = running(dockerd, f"{local}:prod")
     cli.unit("pulled.service", f"{pulled}:prod", container=current)
     cli.unit("local.service", f"{local}:prod", container=own)
