@@ -214,7 +214,7 @@ class Engine:
         if data is None:
             raise EngineError(f"{what}: the engine has no such image")
         with _translated(what):
-            if _content_store(data):
+            if data.get("Descriptor"):  # the containerd store (API 1.48 and later say so)
                 self._retag_in_content_store(data["Descriptor"], ref, what)
             else:  # the classic store replaces a tag in one step
                 self.api.tag(image_id, ref.repository, ref.tag, force=True)

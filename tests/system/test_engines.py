@@ -102,8 +102,10 @@ def test_update_pulls_the_digest_and_the_unit_runs_it(engine_machine, new_app, s
     assert app.running_image() == app.images["v2"] and app.show("ActiveState") == "active"
     manifests = [r.path for r in system_registry.requests() if r.method == "GET"]
     assert any(path.endswith(f"/manifests/{new}") for path in manifests), manifests
+    system_registry.clear_log()  # an idle run: one HEAD, nothing else, on every engine
     code, reports = updater(machine)
     assert code == 0 and outcome(reports, app)["outcome"] == "unchanged"
+    assert [r.method for r in system_registry.requests()] == ["HEAD"]
 
 
 def test_crash_looping_image_is_rolled_back(engine_machine, new_app):
