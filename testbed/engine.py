@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 
+from testbed import needs
+
+ENGINES = Path(os.environ.get("ENGINES", "/var/tmp/updater-engines"))  # testbed/engines.sh
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ["sh", "sleep", "true", "false", "echo", "cat", "test", "kill", "ls", "date"]
 
@@ -24,18 +30,67 @@ BEHAVIOURS = {
 }
 
 
+@dataclass(frozen=True)
+class Flavour:
+    """A Docker engine a user may run: its dockerd, what goes first on its PATH, its config."""
+
+    name: str
+    dockerd: str
+    path: tuple[str, ...] = ()  # folders searched first for containerd, docker-init, ...
+    features: tuple[str, ...] = ()  # daemon.json "features" switched on
+    min_api: str | None = None  # refuse clients pinned below this API version, as Docker 29 does
+
+    def command(self) -> str:
+        """The dockerd binary; skips (fails in CI) when testbed/engines.sh has not fetched it."""
+        found = shutil.which(self.dockerd)
+        if found is None:
+            needs(self.dockerd)
+        return str(found)
+
+
+def _unpacked(name: str, *also: str) -> tuple[str, ...]:
+    return tuple(
+        str(ENGINES / folder / sub) for folder in (*also, name) for sub in ("usr/sbin", "usr/bin")
+    )
+
+
+FLAVOURS = {
+    flavour.name: flavour
+    for flavour in (
+        Flavour("20.10", "dockerd"),  # Debian 12's docker.io: the session's engine
+        Flavour("26.1", str(ENGINES / "26.1/usr/sbin/dockerd"), _unpacked("26.1")),
+        Flavour("28.5", str(ENGINES / "28.5/usr/sbin/dockerd"), _unpacked("28.5"), min_api="1.44"),
+        # Docker 29's default: images in containerd's content store; it wants containerd 2.x.
+        Flavour(
+            "28.5-containerd",
+            str(ENGINES / "28.5/usr/sbin/dockerd"),
+            _unpacked("28.5", "containerd-2"),
+            ("containerd-snapshotter",),
+            min_api="1.44",
+        ),
+    )
+}
+
+
 class Dockerd:
     """dockerd with its own data root, exec root and socket under `workdir`.
 
     The socket lives alone in `workdir/run`: a machine that binds that directory (not the
     socket file, which a restart replaces) keeps reaching the engine across restarts.
+    `flavour` names one of FLAVOURS: which engine, and with which image store.
     """
 
     def __init__(
-        self, workdir: Path, args: Sequence[str] = (), environ: Mapping[str, str] | None = None
+        self,
+        workdir: Path,
+        flavour: str = "20.10",
+        args: Sequence[str] = (),
+        environ: Mapping[str, str] | None = None,
     ) -> None:
-        """`args`: more dockerd options; `environ`: its environment (HTTPS_PROXY...)."""
+        """`flavour`: which engine (FLAVOURS); `args`: more dockerd options; `environ`: its
+        environment (HTTPS_PROXY...)."""
         self.workdir = workdir
+        self.flavour = FLAVOURS[flavour]
         self._args = list(args)
         self._environ = dict(os.environ if environ is None else environ)
         self.socket = workdir / "run" / "docker.sock"
@@ -46,9 +101,15 @@ class Dockerd:
     def start(self, timeout: float = 30) -> None:
         self.socket.parent.mkdir(parents=True, exist_ok=True)
         log = (self.workdir / "dockerd.log").open("ab")
+        config = self.workdir / "daemon.json"
+        config.write_text(json.dumps({"features": dict.fromkeys(self.flavour.features, True)}))
+        env = {**self._environ, "PATH": os.pathsep.join([*self.flavour.path, os.environ["PATH"]])}
+        if self.flavour.min_api:
+            env["DOCKER_MIN_API_VERSION"] = self.flavour.min_api
         self._process = subprocess.Popen(
             [
-                "dockerd",
+                self.flavour.command(),
+                "--config-file", str(config),
                 "--data-root", str(self.workdir / "data"),
                 "--exec-root", str(self.workdir / "exec"),
                 "--pidfile", str(self.workdir / "docker.pid"),
@@ -57,9 +118,9 @@ class Dockerd:
                 "--bridge=none",
                 *self._args,
             ],
-            env=self._environ,
             stdout=log,
             stderr=log,
+            env=env,
             start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
@@ -100,6 +161,32 @@ class Dockerd:
         )
 
 
+def import_image(engine: Dockerd, ref: str, *, seed: str) -> str:
+    """`docker import` a busybox folder as `ref`: an image built here, which no registry served."""
+    context = engine.workdir / "import" / seed
+    _busybox_folder(context, seed)
+    tar = subprocess.run(["tar", "-C", str(context), "-c", "."], capture_output=True, check=True)
+    done = subprocess.run(
+        ["docker", "import", "--change", f"CMD {BEHAVIOURS['serve']}", "-", ref],
+        input=tar.stdout,
+        env=engine.env(),
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    return done.stdout.decode().strip()
+
+
+def _busybox_folder(context: Path, seed: str) -> None:
+    if context.exists():
+        shutil.rmtree(context)
+    (context / "bin").mkdir(parents=True)
+    shutil.copy(BUSYBOX, context / "bin" / "busybox")
+    for applet in APPLETS:
+        (context / "bin" / applet).symlink_to("busybox")
+    (context / "seed").write_text(seed)
+
+
 def build_image(
     engine: Dockerd,
     ref: str,
@@ -110,13 +197,7 @@ def build_image(
 ) -> str:
     """Build a tiny busybox image whose content (and so digest) depends on `seed`; its ID."""
     context = engine.workdir / "build" / seed
-    if context.exists():
-        shutil.rmtree(context)
-    (context / "bin").mkdir(parents=True)
-    shutil.copy(BUSYBOX, context / "bin" / "busybox")
-    for applet in APPLETS:
-        (context / "bin" / applet).symlink_to("busybox")
-    (context / "seed").write_text(seed)
+    _busybox_folder(context, seed)
     lines = ["FROM scratch", "COPY . /"]
     if healthcheck:
         lines.append(
@@ -141,6 +222,8 @@ def push(engine: Dockerd, ref: str, auth: dict[str, str] | None = None) -> str:
         if "error" in event:
             raise RuntimeError(f"push {ref}: {event['error']}")
         aux = event.get("aux") or {}
-        digest = aux.get("Digest", digest)
+        # The containerd image store says it only in the status line: "prod: digest: sha256:..."
+        said = re.search(r"digest: (sha256:[0-9a-f]{64})", event.get("status") or "")
+        digest = aux.get("Digest") or (said.group(1) if said else digest)
     assert digest, f"push {ref}: no digest reported"
     return str(digest)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 
 from updater import systemd, unitcheck
@@ -81,8 +82,12 @@ def check_unit(unit: Unit, clients: Clients) -> Checked:
         if container is not None and container.running:
             image = engine.image(container.image_id)
         remote = None
-        if needs_remote(unit, container, image):
-            remote = clients.registries.digest(unit.image)
+        if image is not None and needs_remote(unit, container, image):
+            registries = clients.registries
+            remote = registries.digest(unit.image)
+            image = image.confirmed(
+                unit.image, remote, partial(registries.has_manifest, unit.image)
+            )
     except UpdaterError as err:
         return Checked(unit, Status.ERROR, error=str(err), container=container, running_image=image)
     status, running = decide(unit, container, image, remote)
@@ -93,7 +98,7 @@ def needs_remote(unit: Unit, container: Container | None, image: Image | None) -
     """Only a running container on a digest from the configured repository costs a HEAD."""
     if unit.image.pinned or container is None or not container.running or image is None:
         return False
-    return bool(image.digests_for(unit.image))
+    return bool(image.digests_for(unit.image) or image.unconfirmed_for(unit.image))
 
 
 def decide(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import socket
+import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +20,7 @@ from updater.reference import parse as parse_reference
 
 TIMEOUT = 60  # seconds; also bounds a pull that stops receiving data
 DEFAULT_HOST = "unix:///var/run/docker.sock"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 @dataclass(frozen=True)
@@ -35,23 +38,50 @@ class Container:
 
 @dataclass(frozen=True)
 class Image:
+    """An image as the engine knows it; `repo_digests` only those a registry served.
+
+    The containerd image store (Docker 29's default) makes up `repo@digest-of-its-manifest`
+    for every name an image has, built here or pulled; those a pull by digest did not make
+    are `unconfirmed` until the registry says it has that manifest.
+    """
+
     id: str
     repo_digests: tuple[str, ...]
     repo_tags: tuple[str, ...]
     size: int
     labels: Mapping[str, str] = field(default_factory=dict)  # the image config's Labels
+    unconfirmed: tuple[str, ...] = ()
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The real tags (`repo:tag`); the containerd store also lists `repo@digest` names."""
+        return tuple(name for name in self.repo_tags if "@" not in name)
 
     def digests_for(self, ref: Reference) -> list[str]:
-        """The digests this image has in `ref`'s repository (there can be several)."""
-        found = []
-        for entry in self.repo_digests:
-            name, _, digest = entry.partition("@")
-            try:
-                if parse_reference(name).repository == ref.repository:
-                    found.append(digest)
-            except UpdaterError:
-                continue
-        return sorted(found)
+        """The digests a registry served this image under in `ref`'s repository."""
+        return _digests_in(self.repo_digests, ref)
+
+    def unconfirmed_for(self, ref: Reference) -> list[str]:
+        """The digests in `ref`'s repository only the registry can tell served from local."""
+        return _digests_in(self.unconfirmed, ref)
+
+    def confirmed(self, ref: Reference, remote: str, has_manifest: Callable[[str], bool]) -> Image:
+        """This image once the registry said which unconfirmed digests it serves in `ref`."""
+        served = [d for d in self.unconfirmed_for(ref) if d == remote or has_manifest(d)]
+        entries = tuple(f"{ref.repository}@{digest}" for digest in served)
+        return replace(self, repo_digests=self.repo_digests + entries, unconfirmed=())
+
+
+def _digests_in(entries: tuple[str, ...], ref: Reference) -> list[str]:
+    found = []
+    for entry in entries:
+        name, _, digest = entry.partition("@")
+        try:
+            if parse_reference(name).repository == ref.repository:
+                found.append(digest)
+        except UpdaterError:
+            continue
+    return sorted(found)
 
 
 class Engine:
@@ -148,12 +178,19 @@ class Engine:
         data = self._inspect("images", name, f"inspecting image {name}")
         if data is None:
             return None
+        digests = tuple(data.get("RepoDigests") or ())
+        names = tuple(data.get("RepoTags") or ())
+        served, unconfirmed = digests, ()
+        if _content_store(data):  # only the names a pull by digest made say a registry served it
+            served = tuple(d for d in digests if d in names)
+            unconfirmed = tuple(d for d in digests if d not in names)
         return Image(
             id=data["Id"],
-            repo_digests=tuple(data.get("RepoDigests") or ()),
-            repo_tags=tuple(data.get("RepoTags") or ()),
+            repo_digests=served,
+            repo_tags=names,
             size=int(data.get("Size") or 0),
             labels=_labels(data),
+            unconfirmed=unconfirmed,
         )
 
     def pull(
@@ -174,16 +211,44 @@ class Engine:
         return image
 
     def tag(self, image_id: str, ref: Reference) -> None:
-        """Point `ref`'s tag at `image_id` (what the unit's `docker run` starts)."""
-        with _translated(f"tagging {image_id[:19]} as {ref}"):
-            self.api.tag(image_id, ref.repository, ref.tag, force=True)
+        """Point `ref`'s tag at `image_id` (what the unit's `docker run` starts).
+
+        The tag is never absent meanwhile: a unit restarting then would pull the tag from the
+        registry, which may be the very digest being rolled back.
+        """
+        what = f"tagging {image_id[:19]} as {ref}"
+        data = self._inspect("images", image_id, what)
+        if data is None:
+            raise EngineError(f"{what}: the engine has no such image")
+        with _translated(what):
+            if data.get("Descriptor"):  # the containerd store (API 1.48 and later say so)
+                self._retag_in_content_store(data["Descriptor"], ref, what)
+            else:  # the classic store replaces a tag in one step
+                self.api.tag(image_id, ref.repository, ref.tag, force=True)
+
+    def _retag_in_content_store(self, target: dict[str, Any], ref: Reference, what: str) -> None:
+        """Move the tag with an image load, which containerd applies as one update.
+
+        The engine's tag call deletes the old name and then creates the new one. The image the
+        tag leaves keeps a dangling name, as the engine's own tag call keeps it, when the tag
+        was its only name: without one containerd may collect its content, and the rollback.
+        """
+        names = [(target, f"{ref.repository}:{ref.tag}")]
+        current = self._inspect("images", str(ref), what)
+        if current and current.get("Descriptor") and len(current.get("RepoTags") or ()) <= 1:
+            left = current["Descriptor"]
+            if left.get("digest") != target.get("digest"):
+                names.insert(0, (left, f"moby-dangling@{left['digest']}"))
+        for event in self.api.load_image(_oci_index(names), quiet=True):
+            if isinstance(event, dict) and "error" in event:
+                raise EngineError(f"{what}: {event['error']}")
 
     def remove_image(self, image_id: str) -> bool:
         """Remove a superseded image; False when it is still in use or tagged (not ours)."""
         image = self.image(image_id)
         if image is None:
             return True
-        if image.repo_tags:
+        if image.tags:
             return False
         try:
             with _translated(f"removing image {image_id[:19]}"):
@@ -198,6 +263,35 @@ def _labels(data: dict[str, Any]) -> dict[str, str]:
     return (
         {k: v for k, v in labels.items() if isinstance(v, str)} if isinstance(labels, dict) else {}
     )
+
+
+def _content_store(inspected: dict[str, Any]) -> bool:
+    """Whether the engine keeps this image in containerd's content store (Docker 29's default)."""
+    names = inspected.get("RepoTags") or ()
+    return bool(inspected.get("Descriptor")) or any("@" in name for name in names)
+
+
+def _oci_index(names: list[tuple[dict[str, Any], str]]) -> bytes:
+    """An OCI layout holding only an index that names manifests the engine already has."""
+    manifests = [
+        {
+            "mediaType": descriptor["mediaType"],
+            "digest": descriptor["digest"],
+            "size": descriptor["size"],
+            "annotations": {"io.containerd.image.name": name},
+        }
+        for descriptor, name in names
+    ]
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+    files = {"oci-layout": {"imageLayoutVersion": "1.0.0"}, "index.json": index}
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for path, content in files.items():
+            data = json.dumps(content).encode()
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 class _UnixConnection(http.client.HTTPConnection):

@@ -19,6 +19,10 @@ class RegistryError(UpdaterError):
     """The registry could not be asked, or answered something we cannot use."""
 
 
+class ManifestUnknown(RegistryError):
+    """The registry answered 404: no such tag or manifest in that repository."""
+
+
 class EngineError(UpdaterError):
     """The Docker engine could not be asked, or refused."""
 

@@ -59,7 +59,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         for variable in ("NO_PROXY", "no_proxy", "https_proxy"):
             environ.pop(variable, None)
         engine = Dockerd(
-            work / "dockerd", ["--insecure-registry", f"{NAME}:{registry.port}"], environ
+            work / "dockerd",
+            args=["--insecure-registry", f"{NAME}:{registry.port}"],
+            environ=environ,
         )
         try:
             engine.start()

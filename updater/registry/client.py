@@ -9,11 +9,11 @@ import re
 import ssl
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from updater.config import RegistrySettings
 from updater.credentials import DockerConfig
-from updater.errors import RegistryError
+from updater.errors import ManifestUnknown, RegistryError
 from updater.reference import Reference
 from updater.registry.auth import Auth
 from updater.registry.hosts import loopback
@@ -76,9 +76,18 @@ class Registries:
         with translated(f"checking {ref}", ref.api_host, hint):
             answer = self._manifest(ref, "HEAD")
             if answer.status != 200:
-                raise RegistryError(f"checking {ref}: {self._explain(ref, answer)}")
+                unknown = ManifestUnknown if answer.status == 404 else RegistryError
+                raise unknown(f"checking {ref}: {self._explain(ref, answer)}")
             found = answer.headers.get("Docker-Content-Digest", "").strip()
             return found if _DIGEST.fullmatch(found) else self._digest_of_body(ref)
+
+    def has_manifest(self, ref: Reference, digest: str) -> bool:
+        """Whether `ref`'s repository serves the manifest `digest` (one HEAD)."""
+        try:
+            self.digest(replace(ref, tag=digest, digest=None))
+        except ManifestUnknown:
+            return False
+        return True
 
     def _manifest(self, ref: Reference, method: str) -> Answer:
         host = self._host(ref.api_host)
