@@ -46,6 +46,9 @@ Step = Leave | Deploy | Resume | RollBack
 
 def next_step(checked: Checked, record: Record) -> Step:
     """The one thing to do for this unit now."""
+    if record.hold:  # before all else, even an update in flight: a person said hands off
+        why = f"held since {record.hold.since}: {record.hold.reason or 'no reason given'}"
+        return Leave(Outcome.SKIPPED, why)
     pending, container = record.pending, checked.container
     if pending and container is not None and container.image_id == pending.to_image:
         failure = record.failed_digest(pending.to_digest)
@@ -57,7 +60,7 @@ def _for_status(checked: Checked, record: Record) -> Step:
     unit, remote, running = checked.unit, checked.remote_digest, checked.running_image
     if checked.status is Status.ERROR:
         return Leave(Outcome.FAILED, checked.error)
-    if checked.status in (Status.CURRENT, Status.PINNED):
+    if checked.status in (Status.CURRENT, Status.PINNED, Status.HELD):
         return Leave(Outcome.UNCHANGED)
     if checked.status is Status.NOT_RUNNING:
         why = f"container {unit.container} is not running; start {unit.name} first"
@@ -70,5 +73,8 @@ def _for_status(checked: Checked, record: Record) -> Step:
     failed = record.failed_digest(remote)
     if failed:
         why = f"{failed.digest} failed at {failed.at} ({failed.reason}); waiting for a new digest"
+        return Leave(Outcome.SKIPPED, why)
+    if unit.image.tag is None:  # the restart runs what the tag names: without one, nothing moves
+        why = f"{unit.image} has no tag to point at the pinned digest; add the tag the unit runs"
         return Leave(Outcome.SKIPPED, why)
     return Deploy(remote, running.id, checked.running_digest)

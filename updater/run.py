@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sdnotify
 
-from updater import metrics, notify
+from updater import history, metrics, notify
 from updater.alerts import Event, alert
 from updater.check import check_all
 from updater.clients import connected
@@ -38,6 +38,7 @@ def run(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Report]:
     with lock(state_dir):
         state = State.load(state_dir)
         reports, changes = _check_and_update(config, units, state, state_dir, notifier)
+        _remember(reports, state)
         events = _events(reports, changes, state, config.notify)
         counts = state.count(reports)
         state.save()
@@ -89,6 +90,15 @@ def _changes(units: Sequence[Unit], reports: Sequence[Report], engine: Engine) -
         if moved:
             found[r.unit] = moved
     return found
+
+
+def _remember(reports: Sequence[Report], state: State) -> None:
+    """Add what this run changed to each unit's history (saved with the rest of the state)."""
+    at = history.now()
+    for r in reports:
+        entry = history.of_report(r, state.record(r.unit).failing is not None, at)
+        if entry:
+            state.remember(r.unit, entry)
 
 
 def _events(

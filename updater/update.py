@@ -44,6 +44,7 @@ def update(checked: Checked, host: Host) -> Report:
         record.pending
         and not isinstance(step, Resume | RollBack)
         and checked.status is not Status.ERROR
+        and record.hold is None  # held: the update in flight waits for the release
     ):
         host.state.end(checked.unit.name)  # the new image of that update never ran
     try:

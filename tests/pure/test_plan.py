@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from updater.engine import Container, Image
 from updater.outcome import Outcome
 from updater.plan import Deploy, Leave, Resume, RollBack, next_step
 from updater.reference import parse
-from updater.state import Failure, Pending, Record
+from updater.state import Failure, Hold, Pending, Record
 
 OLD = "sha256:" + "1" * 64
 NEW = "sha256:" + "2" * 64
@@ -81,3 +82,22 @@ def test_an_update_whose_image_never_ran_is_decided_afresh():
     assert next_step(checked(runs="img-old"), record) == Deploy(NEW, "img-old", OLD)
     step = next_step(checked(Status.NOT_RUNNING, runs=None, remote=None), record)
     assert isinstance(step, Leave) and step.outcome is Outcome.SKIPPED
+
+
+def test_a_held_unit_is_skipped_with_the_reason_and_since_when():
+    hold = Hold("investigating INC-42", "2026-12-02T06:00:00Z")
+    for record in (Record(hold=hold), Record(hold=hold, pending=PENDING)):
+        step = next_step(checked(runs="img-new"), record)
+        assert step == Leave(
+            Outcome.SKIPPED, "held since 2026-12-02T06:00:00Z: investigating INC-42"
+        )
+
+
+def test_a_pin_is_deployed_unless_there_is_no_tag_to_point_at_it():
+    pinned = replace(UNIT, image=parse(f"127.0.0.1:5000/app:prod@{NEW}"))
+    check = replace(checked(), unit=pinned)
+    assert next_step(check, Record()) == Deploy(NEW, "img-old", OLD)
+    untagged = replace(UNIT, image=parse(f"127.0.0.1:5000/app@{NEW}"))
+    step = next_step(replace(checked(), unit=untagged), Record())
+    assert isinstance(step, Leave) and step.outcome is Outcome.SKIPPED
+    assert "no tag" in (step.reason or "")
