@@ -147,6 +147,15 @@ def _rollback(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     return ExitStatus.OK
 
 
+def _approve(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    from updater.control import approve
+
+    approved = approve(config.load(args.config), args.name, args.digest, args.state_dir)
+    if args.json:
+        _print_json(approved.as_json(), out)
+    return ExitStatus.OK
+
+
 def _history(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     from updater import history
     from updater.state import State
@@ -257,7 +266,13 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("name", metavar="UNIT")
     rollback.add_argument("--to", metavar="DIGEST", help="a digest the engine still has")
     rollback.set_defaults(command=_rollback)
-    for sub in (hold, release, rollback):
+    approve = commands.add_parser(
+        "approve", parents=[common], help="let the next run deploy a manual unit's new digest"
+    )
+    approve.add_argument("name", metavar="UNIT")
+    approve.add_argument("digest", nargs="?", metavar="DIGEST", help="default: the tag's now")
+    approve.set_defaults(command=_approve)
+    for sub in (hold, release, rollback, approve):
         sub.add_argument("--json", action="store_true", help="print a JSON object")
     past = commands.add_parser("history", parents=[common], help="what was deployed when")
     past.add_argument("name", nargs="?", metavar="UNIT")

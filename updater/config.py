@@ -30,6 +30,7 @@ class Policy:
     settle: float = 5
     rollback: bool = True
     keep_images: int = 1
+    mode: str = "auto"  # one of MODES: deploy at once, only announce, or wait for approval
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class RegistrySettings:
 class Notify:
     """Who hears about which outcomes; every target is optional."""
 
-    on: tuple[str, ...] = ("updated", "rolled-back", "failed", "recovered")
+    on: tuple[str, ...] = ("updated", "rolled-back", "failed", "recovered", "available")
     webhook: tuple[str, ...] = ()
     slack: tuple[str, ...] = ()
     command: tuple[str, ...] = ()  # argv, run without a shell
@@ -89,12 +90,15 @@ class Config:
         return tuple(unit for unit in self.units if unit.name in names)
 
 
+AUTO, NOTIFY, MANUAL = MODES = ("auto", "notify", "manual")
+
 # Each key: (type check, description of accepted values).
 _POLICY_KEYS: dict[str, tuple[Any, str]] = {
     "health_timeout": (lambda v: _number(v) and 0 < v <= 86400, "a number of seconds > 0"),
     "settle": (lambda v: _number(v) and 0 <= v <= 86400, "a number of seconds >= 0"),
     "rollback": (lambda v: isinstance(v, bool), "true or false"),
     "keep_images": (lambda v: _integer(v) and 0 <= v <= 100, "a whole number from 0 to 100"),
+    "mode": (lambda v: v in MODES, '"auto", "notify" or "manual"'),
 }
 _UNIT_KEYS = {"image", "container"} | set(_POLICY_KEYS)
 _REGISTRY_KEYS = {"insecure", "ca_file"}
@@ -110,7 +114,7 @@ _NOTIFY_KEYS = {
     "ping",
     "ping_fail",
 }
-_EVENTS = (*(o.value for o in Outcome), "recovered")
+_EVENTS = (*(o.value for o in Outcome), "recovered", "available")
 
 
 def config_d(main: Path) -> Path:

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from updater import history
-from updater.check import Checked, Status
-from updater.config import Config, Unit
+from updater.check import Checked, Status, check_unit
+from updater.clients import connected
+from updater.config import MANUAL, Config, Unit
 from updater.engine import Engine, Image
-from updater.errors import ConfigError
+from updater.errors import ConfigError, UpdaterError
 from updater.outcome import Outcome, Report
 from updater.plan import Deploy
 from updater.state import Entry, Failure, Hold, State, lock
@@ -72,6 +73,54 @@ def release(config: Config, name: str, state_dir: Path) -> Held:
         state.set_hold(unit.name, None)
     log.info("%s: released", unit.name)
     return Held(unit.name, None)
+
+
+@dataclass(frozen=True)
+class Approved:
+    """What `approve` prints: the digest the next run deploys."""
+
+    unit: str
+    digest: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"unit": self.unit, "approved": self.digest}
+
+
+def approve(config: Config, name: str, digest: str | None, state_dir: Path) -> Approved:
+    """Let the next run deploy `digest` (default: what the tag points to now) on a `manual`
+    unit, with the usual proof; approving a digest that failed lets it be tried again."""
+    unit = unit_named(config, name)
+    if unit.policy.mode != MANUAL:
+        raise ConfigError(
+            f'{unit.name}: mode = "{unit.policy.mode}" in {unit.source}; only a "manual" unit '
+            "waits for approval"
+        )
+    if digest is not None and not _DIGEST.fullmatch(digest):
+        raise ConfigError(f"{digest}: not a digest (sha256: and 64 lowercase hex digits)")
+    with lock(state_dir):
+        target = digest or _tag_digest(config, unit, state_dir)
+        state = State.load(state_dir)
+        state.approve(unit.name, target)
+        if state.record(unit.name).failed_digest(target):
+            state.mark_failed(unit.name, None)
+        state.remember(unit.name, Entry(history.now(), history.APPROVED, to_digest=target))
+        state.save()
+    log.info("%s: approved %s; the next run deploys it", unit.name, target)
+    return Approved(unit.name, target)
+
+
+def _tag_digest(config: Config, unit: Unit, state_dir: Path) -> str:
+    """The digest the unit's tag (or pin) points to now, as `check` sees it."""
+    with connected(config, state_dir, keep_tokens=False) as clients:
+        checked = check_unit(unit, clients)
+    if checked.status is Status.ERROR:
+        raise UpdaterError(f"{unit.name}: cannot ask which digest to approve: {checked.error}")
+    if checked.remote_digest is None:
+        raise ConfigError(
+            f"{unit.name}: {checked.status}: no digest to approve; name one: "
+            f"updater approve {unit.name} DIGEST"
+        )
+    return checked.remote_digest
 
 
 def rollback(config: Config, name: str, to: str | None, state_dir: Path) -> Report:

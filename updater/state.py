@@ -140,8 +140,9 @@ class State:
         self._change(unit, pending=pending)
         self.save()
 
-    def mark_failed(self, unit: str, failure: Failure) -> None:
-        """Remember that a digest was not healthy, before rolling back to the old image."""
+    def mark_failed(self, unit: str, failure: Failure | None) -> None:
+        """Remember that a digest was not healthy, before rolling back to the old image (None:
+        a person wants it tried again)."""
         self._change(unit, failed=failure)
         self.save()
 

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,8 +51,9 @@ def update(checked: Checked, host: Host) -> Report:
         match step:
             case Leave(outcome, reason):
                 return _report(checked, outcome, reason)
-            case Deploy():
-                return deploy(checked, step, host)
+            case Deploy(digest):
+                # The report names the digest deployed: an approved one may not be the tag's.
+                return deploy(replace(checked, remote_digest=digest), step, host)
             case Resume(pending):
                 log.warning("%s: finishing the update an earlier run began", checked.unit.name)
                 return keep_or_roll_back(

@@ -11,7 +11,7 @@ from updater.check import Checked, Status
 from updater.config import Policy, Unit
 from updater.engine import Container, Image
 from updater.outcome import Outcome
-from updater.plan import Deploy, Leave, Resume, RollBack, next_step
+from updater.plan import Deploy, Leave, Resume, RollBack, next_step, waiting
 from updater.reference import parse
 from updater.state import Failure, Hold, Pending, Record
 
@@ -101,3 +101,30 @@ def test_a_pin_is_deployed_unless_there_is_no_tag_to_point_at_it():
     step = next_step(replace(checked(), unit=untagged), Record())
     assert isinstance(step, Leave) and step.outcome is Outcome.SKIPPED
     assert "no tag" in (step.reason or "")
+
+
+def unit_in(mode: str) -> Unit:
+    return replace(UNIT, policy=Policy(mode=mode))
+
+
+def test_notify_and_manual_units_hold_a_new_digest_back_for_a_person():
+    for mode, words in (("notify", "mode = notify deploys nothing"), ("manual", "updater approve")):
+        check = replace(checked(), unit=unit_in(mode))
+        step = next_step(check, Record())
+        assert isinstance(step, Leave) and step.outcome is Outcome.SKIPPED
+        assert NEW in (step.reason or "") and words in (step.reason or "")
+        assert waiting(check, Record()) == NEW
+        assert waiting(check, Record(failed=FAILED_NEW)) is None  # failed: nothing to announce
+    assert waiting(checked(), Record()) is None  # auto deploys it
+
+
+def test_an_approved_digest_is_deployed_exactly_wherever_the_tag_is():
+    check = replace(checked(remote=NEWER), unit=unit_in("manual"))
+    assert next_step(check, Record(approved=NEW)) == Deploy(NEW, "img-old", OLD)
+    assert waiting(check, Record(approved=NEW)) is None
+    current = replace(checked(Status.CURRENT, remote=OLD), unit=unit_in("manual"))
+    assert next_step(current, Record(approved=NEW)) == Deploy(NEW, "img-old", OLD)
+    # Approved and already running: nothing to do.
+    assert next_step(current, Record(approved=OLD)) == Leave(Outcome.UNCHANGED)
+    # An approval means nothing to a unit in auto mode: it follows the tag.
+    assert next_step(checked(remote=NEWER), Record(approved=NEW)) == Deploy(NEWER, "img-old", OLD)

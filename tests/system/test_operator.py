@@ -130,3 +130,56 @@ def test_rollback_of_a_healthy_but_wrong_release_stays(machine, new_app):
     v3 = app.publish("v3")  # the tag moves on: the timer follows it again
     code, reports = updater(machine)
     assert code == 0 and outcome(reports, app)["to_digest"] == v3
+
+
+def events(machine: Machine, app: App) -> list[tuple[str, str | None]]:
+    code, lines = command(machine, "history", app.unit)
+    assert code == 0
+    return [(line["event"], line["to_digest"]) for line in lines]  # type: ignore[union-attr]
+
+
+def test_manual_waits_for_approve_then_deploys_exactly_that_digest(machine, new_app):
+    app = new_app(mode="manual")
+    app.publish("v1")
+    app.install()
+    configure(machine, app)
+    v2 = app.publish("v2")
+    for _ in range(2):
+        code, reports = updater(machine)
+        report = outcome(reports, app)
+        assert code == 0 and report["outcome"] == "skipped" and "updater approve" in report["error"]
+        assert app.running_image() == app.images["v1"]
+    assert events(machine, app) == [("available", v2)]  # announced once, not every run
+
+    code, approved = command(machine, "approve", app.unit)
+    assert code == 0 and approved == {"unit": app.unit, "approved": v2}
+    v3 = app.publish("v3")  # the tag moves on after the approval
+    code, reports = updater(machine)
+    assert code == 0 and outcome(reports, app)["outcome"] == "updated"
+    assert outcome(reports, app)["to_digest"] == v2
+    assert app.running_image() == app.images["v2"]
+    code, reports = updater(machine)
+    assert code == 0 and outcome(reports, app)["outcome"] == "skipped"  # v3 waits in turn
+    assert events(machine, app) == [
+        ("available", v2),
+        ("approved", v2),
+        ("updated", v2),
+        ("available", v3),
+    ]
+
+
+def test_notify_announces_once_and_deploys_nothing(machine, new_app):
+    app = new_app(mode="notify")
+    app.publish("v1")
+    app.install()
+    configure(machine, app)
+    v2 = app.publish("v2")
+    invocation = app.show("InvocationID")
+    for _ in range(2):
+        code, reports = updater(machine)
+        report = outcome(reports, app)
+        assert code == 0 and report["outcome"] == "skipped" and "mode = notify" in report["error"]
+    assert app.show("InvocationID") == invocation
+    assert events(machine, app) == [("available", v2)]
+    code, _ = command(machine, "approve", app.unit)
+    assert code == 2  # only a manual unit waits for approval
