@@ -45,8 +45,9 @@ class RollBack:
 Step = Leave | Deploy | Resume | RollBack
 
 
-def next_step(checked: Checked, record: Record) -> Step:
-    """The one thing to do for this unit now."""
+def next_step(checked: Checked, record: Record, in_window: bool = True) -> Step:
+    """The one thing to do for this unit now; `in_window`: whether the unit's window (if any)
+    lets an automatic deployment start now."""
     if record.hold:  # before all else, even an update in flight: a person said hands off
         why = f"held since {record.hold.since}: {record.hold.reason or 'no reason given'}"
         return Leave(Outcome.SKIPPED, why)
@@ -54,10 +55,10 @@ def next_step(checked: Checked, record: Record) -> Step:
     if pending and container is not None and container.image_id == pending.to_image:
         failure = record.failed_digest(pending.to_digest)
         return RollBack(pending, failure) if failure else Resume(pending)
-    return _for_status(checked, record)
+    return _for_status(checked, record, in_window)
 
 
-def _for_status(checked: Checked, record: Record) -> Step:
+def _for_status(checked: Checked, record: Record, in_window: bool) -> Step:
     unit, remote, running = checked.unit, checked.remote_digest, checked.running_image
     if checked.status is Status.ERROR:
         return Leave(Outcome.FAILED, checked.error)
@@ -84,6 +85,9 @@ def _for_status(checked: Checked, record: Record) -> Step:
         return Leave(Outcome.SKIPPED, f"{remote} is available; mode = notify deploys nothing")
     if unit.policy.mode == MANUAL and not approved:
         return Leave(Outcome.SKIPPED, f"{remote} waits for `updater approve {unit.name}`")
+    if not in_window and not approved:  # a person's approval is not automatic: no window
+        why = f"{remote} waits for the window ({unit.policy.window}) to open"
+        return Leave(Outcome.SKIPPED, why)
     if unit.image.tag is None:  # the restart runs what the tag names: without one, nothing moves
         why = f"{unit.image} has no tag to point at the pinned digest; add the tag the unit runs"
         return Leave(Outcome.SKIPPED, why)
@@ -110,3 +114,14 @@ def _approved(checked: Checked, record: Record) -> str | None:
     image = checked.running_image
     runs = image.digests_for(checked.unit.image) if image else []
     return None if record.approved in runs else record.approved
+
+
+def needs_window(checked: Checked, record: Record) -> bool:
+    """Whether the decision depends on the unit's window (only then is the calendar asked)."""
+    policy = checked.unit.policy
+    return (
+        policy.window is not None
+        and policy.mode == AUTO
+        and checked.status is Status.UPDATE_AVAILABLE
+        and record.pending is None
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sdnotify
 
-from updater import history, metrics, notify, plan
+from updater import history, metrics, notify, plan, window
 from updater.alerts import Event, alert
 from updater.check import Checked, check_all
 from updater.clients import connected
@@ -66,7 +66,7 @@ def _check_and_update(
     notifier.notify(f"STATUS=checking {len(units)} unit(s)")
     with connected(config, state_dir, keep_tokens=True) as clients:
         checked = check_all(units, clients)
-        host = Host(clients.engine, state)
+        host = Host(clients.engine, state, window.triggered(time.time()))
         reports, waiting = [], []
         for item in checked:
             notifier.notify(f"STATUS=updating {item.unit.name}")

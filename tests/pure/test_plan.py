@@ -128,3 +128,14 @@ def test_an_approved_digest_is_deployed_exactly_wherever_the_tag_is():
     assert next_step(current, Record(approved=OLD)) == Leave(Outcome.UNCHANGED)
     # An approval means nothing to a unit in auto mode: it follows the tag.
     assert next_step(checked(remote=NEWER), Record(approved=NEW)) == Deploy(NEWER, "img-old", OLD)
+
+
+def test_outside_its_window_an_automatic_deployment_waits_but_an_approval_does_not():
+    step = next_step(checked(), Record(), in_window=False)
+    assert isinstance(step, Leave) and step.outcome is Outcome.SKIPPED
+    assert "waits for the window" in (step.reason or "")
+    manual = replace(checked(), unit=unit_in("manual"))
+    assert next_step(manual, Record(approved=NEW), in_window=False) == Deploy(NEW, "img-old", OLD)
+    # An update in flight is finished whatever the window says.
+    record = Record(pending=PENDING)
+    assert next_step(checked(runs="img-new"), record, in_window=False) == Resume(PENDING)

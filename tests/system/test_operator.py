@@ -4,6 +4,7 @@ real systemd machine, the tests' engine and registry."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -183,3 +184,43 @@ def test_notify_announces_once_and_deploys_nothing(machine, new_app):
     assert events(machine, app) == [("available", v2)]
     code, _ = command(machine, "approve", app.unit)
     assert code == 2  # only a manual unit waits for approval
+
+
+def machine_now(machine: Machine) -> int:
+    return int(machine.run("date", "+%s").stdout)
+
+
+def test_nothing_is_deployed_outside_the_window_until_it_opens(machine, new_app):
+    opens = machine_now(machine) + 30
+    calendar = datetime.fromtimestamp(opens, UTC).strftime("*-*-* %H:%M:%S UTC")
+    app = new_app(window=f"{calendar} for 10m")
+    app.publish("v1")
+    app.install()
+    configure(machine, app)
+    v2 = app.publish("v2")
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert (
+        code == 0 and report["outcome"] == "skipped" and "waits for the window" in report["error"]
+    )
+    assert app.running_image() == app.images["v1"]
+    machine.wait_for(lambda: machine_now(machine) >= opens, 60, "the window to open")
+    code, reports = updater(machine)
+    assert code == 0 and outcome(reports, app)["to_digest"] == v2
+    assert app.running_image() == app.images["v2"]
+
+
+def test_the_ci_trigger_may_override_the_window(machine, new_app):
+    closed = datetime.fromtimestamp(machine_now(machine) + 3600, UTC).strftime("*-*-* %H:%M:00 UTC")
+    app = new_app(window=f"{closed} for 1m", trigger_overrides_window=True)
+    app.publish("v1")
+    app.install()
+    configure(machine, app)
+    v2 = app.publish("v2")
+    code, reports = updater(machine)
+    assert code == 0 and outcome(reports, app)["outcome"] == "skipped"
+    machine.run("mkdir", "-p", "/run/updater-trigger")
+    machine.run("touch", "/run/updater-trigger/run-requested")  # what a signed request writes
+    code, reports = updater(machine)
+    assert code == 0 and outcome(reports, app)["to_digest"] == v2
+    machine.run("rm", "/run/updater-trigger/run-requested")
