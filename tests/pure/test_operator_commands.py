@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,23 +16,28 @@ from updater.state import lock
 DIGEST = "sha256:" + "2" * 64
 
 
-@pytest.fixture
-def cli(tmp_path: Path):
-    config = tmp_path / "config.toml"
-    config.write_text(
-        '[units."a.service"]\nimage = "127.0.0.1:1/a:prod"\n'
-        '[units."m.service"]\nimage = "127.0.0.1:1/m:prod"\nmode = "manual"\n'
-    )
-    state = tmp_path / "state"
+class Cli:
+    """The real CLI in-process, with a configuration of an auto and a manual unit."""
 
-    def run(*args: str) -> tuple[int, object]:
+    def __init__(self, root: Path) -> None:
+        self.config, self.state = root / "config.toml", root / "state"
+        self.config.write_text(
+            '[units."a.service"]\nimage = "127.0.0.1:1/a:prod"\n'
+            '[units."m.service"]\nimage = "127.0.0.1:1/m:prod"\nmode = "manual"\n'
+        )
+
+    def __call__(self, *args: str) -> tuple[int, Any]:
+        """The exit code, and the JSON printed (or the text when it is not JSON)."""
         out = io.StringIO()
-        code = main(["--config", str(config), "--state-dir", str(state), *args], stdout=out)
+        argv = ["--config", str(self.config), "--state-dir", str(self.state), *args]
+        code = main(argv, stdout=out)
         text = out.getvalue()
         return code, json.loads(text) if text.strip().startswith(("{", "[")) else text
 
-    run.state = state  # type: ignore[attr-defined]
-    return run
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path)
 
 
 @pytest.mark.parametrize(

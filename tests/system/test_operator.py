@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from testbed.machine import Machine
 pytestmark = pytest.mark.system
 
 
-def command(machine: Machine, *args: str) -> tuple[int, object]:
+def command(machine: Machine, *args: str) -> tuple[int, Any]:
     """`updater ARGS --json` in the machine: the exit code and the parsed JSON."""
     done = machine.run(UPDATER, *args, "--json", check=False, timeout=300)
     return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None
@@ -23,7 +24,7 @@ def command(machine: Machine, *args: str) -> tuple[int, object]:
 def check(machine: Machine, app: App) -> dict:
     code, reports = command(machine, "check", "--unit", app.unit)
     assert code == 0, reports
-    [report] = reports  # type: ignore[misc]
+    [report] = reports
     return report
 
 
@@ -67,14 +68,14 @@ def test_hold_then_nothing_changes_until_release(machine, new_app):
     app.install()
     configure(machine, app)
     code, held = command(machine, "hold", app.unit, "--reason", "INC-42")
-    assert code == 0 and held["held"] is True and held["reason"] == "INC-42"  # type: ignore[index]
+    assert code == 0 and held["held"] is True and held["reason"] == "INC-42"
     new = app.publish("v2")
     assert check(machine, app)["status"] == "held"
     invocation = app.show("InvocationID")
     code, reports = updater(machine)
     report = outcome(reports, app)
     assert code == 0 and report["outcome"] == "skipped"
-    assert report["error"] == f"held since {held['since']}: INC-42"  # type: ignore[index]
+    assert report["error"] == f"held since {held['since']}: INC-42"
     assert app.show("InvocationID") == invocation and app.running_image() == app.images["v1"]
 
     code, released = command(machine, "release", app.unit)
@@ -88,7 +89,7 @@ def test_hold_then_nothing_changes_until_release(machine, new_app):
     assert code == 0 and outcome(reports, app)["outcome"] == "updated"
     assert outcome(reports, app)["to_digest"] == new
     code, lines = command(machine, "history", app.unit)
-    assert [line["event"] for line in lines] == ["held", "released", "updated"]  # type: ignore[union-attr]
+    assert [line["event"] for line in lines] == ["held", "released", "updated"]
 
 
 def test_rollback_of_a_healthy_but_wrong_release_stays(machine, new_app):
@@ -124,7 +125,7 @@ def test_rollback_of_a_healthy_but_wrong_release_stays(machine, new_app):
         assert app.running_image() == app.images["v1"]
 
     code, lines = command(machine, "history", app.unit, "--limit", "2")
-    assert [(x["event"], x["from_digest"], x["to_digest"]) for x in lines] == [  # type: ignore[union-attr]
+    assert [(x["event"], x["from_digest"], x["to_digest"]) for x in lines] == [
         ("updated", v1, v2),
         ("manual-rollback", v2, v1),
     ]
@@ -136,7 +137,7 @@ def test_rollback_of_a_healthy_but_wrong_release_stays(machine, new_app):
 def events(machine: Machine, app: App) -> list[tuple[str, str | None]]:
     code, lines = command(machine, "history", app.unit)
     assert code == 0
-    return [(line["event"], line["to_digest"]) for line in lines]  # type: ignore[union-attr]
+    return [(line["event"], line["to_digest"]) for line in lines]
 
 
 def test_manual_waits_for_approve_then_deploys_exactly_that_digest(machine, new_app):
