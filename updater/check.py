@@ -17,6 +17,7 @@ from updater.clients import Clients, connected
 from updater.config import Config, Unit
 from updater.engine import Container, Image
 from updater.errors import UpdaterError
+from updater.state import Record, State
 
 WORKERS = 8  # parallel checks: enough to hide round trips, few enough to stay polite
 
@@ -27,6 +28,7 @@ class Status(StrEnum):
     NOT_RUNNING = "not-running"
     PINNED = "pinned"
     LOCAL_IMAGE = "local-image"
+    HELD = "held"
     ERROR = "error"
 
 
@@ -60,11 +62,23 @@ def check(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Checke
     Reuses the tokens an earlier run cached, and writes nothing. Reads each unit's definition
     for warnings, which the run never does.
     """
+    records = State.load(state_dir, set_aside=False)
     with connected(config, state_dir, keep_tokens=False) as clients:
         with ThreadPoolExecutor(1) as reader:  # systemctl show overlaps the registry's answers
             found = reader.submit(unitcheck.warnings_for, units, systemd.definitions)
             checked = check_all(units, clients)
-        return [replace(c, warnings=found.result()[c.unit.name]) for c in checked]
+        warnings = found.result()
+        return [
+            held(replace(c, warnings=warnings[c.unit.name]), records.record(c.unit.name))
+            for c in checked
+        ]
+
+
+def held(checked: Checked, record: Record) -> Checked:
+    """What `check` says of a held unit: `held`, unless the check itself failed."""
+    if record.hold is None or checked.status is Status.ERROR:
+        return checked
+    return replace(checked, status=Status.HELD)
 
 
 def check_all(units: Sequence[Unit], clients: Clients) -> list[Checked]:
@@ -81,7 +95,7 @@ def check_unit(unit: Unit, clients: Clients) -> Checked:
         container = engine.container(unit.container)
         if container is not None and container.running:
             image = engine.image(container.image_id)
-        remote = None
+        remote = unit.image.digest  # a pinned reference is the desired state: no request
         if image is not None and needs_remote(unit, container, image):
             registries = clients.registries
             remote = registries.digest(unit.image)
@@ -104,15 +118,18 @@ def needs_remote(unit: Unit, container: Container | None, image: Image | None) -
 def decide(
     unit: Unit, container: Container | None, image: Image | None, remote: str | None
 ) -> tuple[Status, str | None]:
-    """The unit's status and the digest it runs, from what the engine and registry said."""
+    """The unit's status and the digest it runs, from what the engine and registry said.
+
+    A pinned reference is the desired state: `pinned` when the container runs the pin,
+    `update-available` when it runs another digest.
+    """
+    remote = unit.image.digest or remote
     digests = image.digests_for(unit.image) if image else []
     running = remote if remote in digests else (digests[0] if digests else None)
-    if unit.image.pinned:
-        return Status.PINNED, running
     if container is None or not container.running or image is None:
         return Status.NOT_RUNNING, None
     if not digests:
         return Status.LOCAL_IMAGE, None
     if remote in digests:
-        return Status.CURRENT, running
+        return (Status.PINNED if unit.image.pinned else Status.CURRENT), running
     return Status.UPDATE_AVAILABLE, running

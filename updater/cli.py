@@ -121,7 +121,68 @@ def _remove(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     return ExitStatus.OK
 
 
-def _print_json(items: list[dict[str, object]], out: TextIO) -> None:
+def _hold(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    from updater.control import hold
+
+    held = hold(config.load(args.config), args.name, args.reason, args.state_dir)
+    if args.json:
+        _print_json(held.as_json(), out)
+    return ExitStatus.OK
+
+
+def _release(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    from updater.control import release
+
+    held = release(config.load(args.config), args.name, args.state_dir)
+    if args.json:
+        _print_json(held.as_json(), out)
+    return ExitStatus.OK
+
+
+def _rollback(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    from updater.control import rollback
+    from updater.outcome import Outcome
+
+    report = rollback(config.load(args.config), args.name, args.to, args.state_dir)
+    if args.json:
+        _print_json(report.as_json(), out)
+    if report.outcome is not Outcome.ROLLED_BACK:
+        log.error("%s: %s", report.unit, report.error)
+        return ExitStatus.FAILED
+    return ExitStatus.OK
+
+
+def _approve(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    from updater.control import approve
+
+    approved = approve(config.load(args.config), args.name, args.digest, args.state_dir)
+    if args.json:
+        _print_json(approved.as_json(), out)
+    return ExitStatus.OK
+
+
+def _history(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    from updater import history
+    from updater.state import State
+
+    if args.limit < 1:
+        raise ConfigError(f"--limit {args.limit}: must be 1 or more")
+    state = State.load(args.state_dir, set_aside=False)
+    lines = state.history()
+    if args.name:
+        known = {u.name for u in config.load(args.config).units} | {u for u, _ in lines}
+        if args.name not in known:
+            raise ConfigError(f"{args.name}: not configured and no history; nothing to show")
+        lines = [line for line in lines if line[0] == args.name]
+    lines = lines[-args.limit :]
+    if args.json:
+        _print_json([history.as_json(unit, entry) for unit, entry in lines], out)
+    else:
+        out.write(history.table(lines))
+    return ExitStatus.OK
+
+
+def _print_json(items: list[dict[str, object]] | dict[str, object], out: TextIO) -> None:
     out.write(json.dumps(items, indent=2) + "\n")
 
 
@@ -197,5 +258,32 @@ def _parser() -> argparse.ArgumentParser:
     remove = commands.add_parser("remove", parents=[common], help="delete config.d/UNIT.toml")
     remove.add_argument("name", metavar="UNIT")
     remove.set_defaults(command=_remove)
+
+    hold = commands.add_parser("hold", parents=[common], help="check UNIT but never touch it")
+    hold.add_argument("name", metavar="UNIT")
+    hold.add_argument("--reason", default="", metavar="TEXT")
+    hold.set_defaults(command=_hold)
+    release = commands.add_parser("release", parents=[common], help="undo `hold`")
+    release.add_argument("name", metavar="UNIT")
+    release.set_defaults(command=_release)
+    rollback = commands.add_parser(
+        "rollback", parents=[common], help="go back to the image kept before the last update"
+    )
+    rollback.add_argument("name", metavar="UNIT")
+    rollback.add_argument("--to", metavar="DIGEST", help="a digest the engine still has")
+    rollback.set_defaults(command=_rollback)
+    approve = commands.add_parser(
+        "approve", parents=[common], help="let the next run deploy a manual unit's new digest"
+    )
+    approve.add_argument("name", metavar="UNIT")
+    approve.add_argument("digest", nargs="?", metavar="DIGEST", help="default: the tag's now")
+    approve.set_defaults(command=_approve)
+    for sub in (hold, release, rollback, approve):
+        sub.add_argument("--json", action="store_true", help="print a JSON object")
+    past = commands.add_parser("history", parents=[common], help="what was deployed when")
+    past.add_argument("name", nargs="?", metavar="UNIT")
+    past.add_argument("--limit", type=int, default=20, metavar="N", help="last N lines (20)")
+    past.add_argument("--json", action="store_true", help="print a JSON array")
+    past.set_defaults(command=_history)
 
     return parser

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from updater import reference
-from updater.errors import ConfigError
+from updater import reference, window
+from updater.errors import ConfigError, UpdaterError
 from updater.files import write_atomically
 from updater.outcome import Outcome
 from updater.reference import Reference
+from updater.window import Window
 
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.service")
 _CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -30,6 +31,9 @@ class Policy:
     settle: float = 5
     rollback: bool = True
     keep_images: int = 1
+    mode: str = "auto"  # one of MODES: deploy at once, only announce, or wait for approval
+    window: Window | None = None  # when automatic deployments may start; None: any time
+    trigger_overrides_window: bool = False  # a run the CI trigger asked for ignores `window`
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ class RegistrySettings:
 class Notify:
     """Who hears about which outcomes; every target is optional."""
 
-    on: tuple[str, ...] = ("updated", "rolled-back", "failed", "recovered")
+    on: tuple[str, ...] = ("updated", "rolled-back", "failed", "recovered", "available")
     webhook: tuple[str, ...] = ()
     slack: tuple[str, ...] = ()
     command: tuple[str, ...] = ()  # argv, run without a shell
@@ -90,14 +94,19 @@ class Config:
         return tuple(unit for unit in self.units if unit.name in names)
 
 
+AUTO, NOTIFY, MANUAL = MODES = ("auto", "notify", "manual")
+
 # Each key: (type check, description of accepted values).
 _POLICY_KEYS: dict[str, tuple[Any, str]] = {
     "health_timeout": (lambda v: _number(v) and 0 < v <= 86400, "a number of seconds > 0"),
     "settle": (lambda v: _number(v) and 0 <= v <= 86400, "a number of seconds >= 0"),
     "rollback": (lambda v: isinstance(v, bool), "true or false"),
     "keep_images": (lambda v: _integer(v) and 0 <= v <= 100, "a whole number from 0 to 100"),
+    "mode": (lambda v: v in MODES, '"auto", "notify" or "manual"'),
+    "trigger_overrides_window": (lambda v: isinstance(v, bool), "true or false"),
 }
-_UNIT_KEYS = {"image", "container"} | set(_POLICY_KEYS)
+_DEFAULTS_KEYS = {*_POLICY_KEYS, "window"}
+_UNIT_KEYS = {"image", "container"} | _DEFAULTS_KEYS
 _REGISTRY_KEYS = {"insecure", "ca_file"}
 _TOP_KEYS = {"defaults", "units", "registries", "notify", "metrics", "docker_config"}
 _TOP_VALUES = {"docker_config"}  # top-level keys that are values, not tables
@@ -112,7 +121,7 @@ _NOTIFY_KEYS = {
     "ping",
     "ping_fail",
 }
-_EVENTS = (*(o.value for o in Outcome), "recovered")
+_EVENTS = (*(o.value for o in Outcome), "recovered", "available")
 
 
 def config_d(main: Path) -> Path:
@@ -147,7 +156,7 @@ def _build(documents: list[tuple[Path, dict[str, Any]]]) -> Config:
     for path, data in documents:
         if "defaults" in data:
             table = _table(path, "defaults", data["defaults"])
-            _reject_unknown(path, "defaults", table, set(_POLICY_KEYS))
+            _reject_unknown(path, "defaults", table, _DEFAULTS_KEYS)
             defaults = _policy(path, "defaults", table, defaults)
     units: dict[str, Unit] = {}
     registries: dict[str, RegistrySettings] = {}
@@ -324,7 +333,27 @@ def _policy(path: Path, where: str, table: dict[str, Any], base: Policy) -> Poli
             if not valid(table[key]):
                 raise ConfigError(f"{path}: {where}.{key}: {_show(table[key])} is not {accepted}")
             values[key] = table[key]
+    if "window" in table:
+        values["window"] = _window(path, f"{where}.window", table["window"])
     return replace(base, **values)
+
+
+def _window(path: Path, key: str, value: Any) -> Window:
+    """`CALENDAR for DURATION`; the calendar is checked by systemd-analyze, as systemd reads it."""
+    if not isinstance(value, str) or " for " not in value:
+        raise ConfigError(
+            f'{path}: {key}: {_show(value)} is not a window like "Mon..Fri 02:00 for 2h" '
+            "(a systemd calendar expression, ' for ', a duration)"
+        )
+    calendar, _, length = (part.strip() for part in value.rpartition(" for "))
+    seconds = duration(path, key, length)
+    if seconds <= 0:
+        raise ConfigError(f"{path}: {key}: the window's duration must be more than 0 s")
+    try:
+        window.first_elapse(calendar, 0)
+    except UpdaterError as err:
+        raise ConfigError(f"{path}: {key}: {err}") from err
+    return Window(calendar, seconds)
 
 
 def _registry(path: Path, host: str, raw: Any) -> RegistrySettings:

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import sdnotify
 
-from updater import metrics, notify
+from updater import history, metrics, notify, plan, window
 from updater.alerts import Event, alert
-from updater.check import check_all
+from updater.check import Checked, check_all
 from updater.clients import connected
 from updater.config import Config, Notify, Unit
 from updater.engine import Engine
 from updater.errors import UpdaterError
 from updater.outcome import Outcome, Report, any_bad, summary
 from updater.revision import Change, change
-from updater.state import State, lock
+from updater.state import Entry, State, lock
 from updater.update import Host, update
 
 log = logging.getLogger("updater")
@@ -37,8 +37,9 @@ def run(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Report]:
     notifier = sdnotify.SystemdNotifier()  # does nothing outside systemd
     with lock(state_dir):
         state = State.load(state_dir)
-        reports, changes = _check_and_update(config, units, state, state_dir, notifier)
-        events = _events(reports, changes, state, config.notify)
+        reports, changes, waiting = _check_and_update(config, units, state, state_dir, notifier)
+        _remember(reports, state)
+        events = _events(reports, changes, state, config.notify) + _announce(waiting, state)
         counts = state.count(reports)
         state.save()
         if config.metrics:
@@ -59,18 +60,25 @@ def _check_and_update(
     state: State,
     state_dir: Path,
     notifier: sdnotify.SystemdNotifier,
-) -> tuple[list[Report], dict[str, Change]]:
-    """Every unit's report, and (for notifications) what changed where a unit moved."""
+) -> tuple[list[Report], dict[str, Change], list[tuple[Report, Checked]]]:
+    """Every unit's report; (for notifications) what changed where a unit moved; the units
+    whose new digest waits for a person."""
     notifier.notify(f"STATUS=checking {len(units)} unit(s)")
     with connected(config, state_dir, keep_tokens=True) as clients:
         checked = check_all(units, clients)
-        host = Host(clients.engine, state)
-        reports = []
+        host = Host(clients.engine, state, window.triggered(time.time()))
+        reports, waiting = [], []
         for item in checked:
             notifier.notify(f"STATUS=updating {item.unit.name}")
-            reports.append(update(item, host))
+            record = state.record(item.unit.name)
+            report = update(item, host)
+            reports.append(report)
+            if record.approved and report.outcome in (Outcome.UPDATED, Outcome.ROLLED_BACK):
+                state.approve(item.unit.name, None)  # used: the approval deploys once
+            if plan.waiting(item, record) and record.announced != item.remote_digest:
+                waiting.append((report, item))
         changes = _changes(units, reports, clients.engine) if config.notify.targets else {}
-        return reports, changes
+        return reports, changes, waiting
 
 
 def _changes(units: Sequence[Unit], reports: Sequence[Report], engine: Engine) -> dict[str, Change]:
@@ -89,6 +97,28 @@ def _changes(units: Sequence[Unit], reports: Sequence[Report], engine: Engine) -
         if moved:
             found[r.unit] = moved
     return found
+
+
+def _remember(reports: Sequence[Report], state: State) -> None:
+    """Add what this run changed to each unit's history (saved with the rest of the state)."""
+    at = history.now()
+    for r in reports:
+        entry = history.of_report(r, state.record(r.unit).failing is not None, at)
+        if entry:
+            state.remember(r.unit, entry)
+
+
+def _announce(waiting: Sequence[tuple[Report, Checked]], state: State) -> list[Event]:
+    """Announce each new digest a `notify` or `manual` unit holds back, once."""
+    events, at = [], history.now()
+    for report, item in waiting:
+        digest = item.remote_digest or ""
+        state.announce(item.unit.name, digest)
+        state.remember(
+            item.unit.name, Entry(at, history.AVAILABLE, item.running_digest, digest, report.error)
+        )
+        events.append(Event(history.AVAILABLE, report))
+    return events
 
 
 def _events(

@@ -25,6 +25,7 @@ from updater.files import write_atomically
 from updater.outcome import Report
 
 VERSION = 1
+HISTORY = 50  # entries kept per unit, oldest dropped first: the file stays small
 log = logging.getLogger("updater")
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 
@@ -59,6 +60,25 @@ class Failing:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """A person asked that the unit be checked but not touched, and why."""
+
+    reason: str
+    since: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a unit's history: what happened, when, from which digest to which, why."""
+
+    at: str
+    event: str  # updated, rolled-back, failed, rollback (by hand), held, released, approved, ...
+    from_digest: str | None = None
+    to_digest: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Record:
     """Everything the state file remembers of one unit."""
 
@@ -67,6 +87,10 @@ class Record:
     superseded: tuple[str, ...] = ()  # image IDs kept for rollback, newest first
     failing: Failing | None = None  # for notifications: told once, reminded, told of recovery
     outcomes: Mapping[str, int] = field(default_factory=dict)  # run outcomes counted
+    hold: Hold | None = None
+    history: tuple[Entry, ...] = ()  # oldest first, at most HISTORY
+    approved: str | None = None  # the digest a person approved for a `manual` unit
+    announced: str | None = None  # the digest a `notify` unit last announced
 
     def failed_digest(self, digest: str | None) -> Failure | None:
         """The failure recorded for `digest`, if that digest is the one that failed."""
@@ -82,8 +106,9 @@ class State:
         self._written = written
 
     @classmethod
-    def load(cls, directory: Path) -> State:
-        """The state as far as it parses; an unusable file is set aside, a bad field dropped."""
+    def load(cls, directory: Path, set_aside: bool = True) -> State:
+        """The state as far as it parses; an unusable file is set aside (when `set_aside`: not
+        by a command that writes nothing), a bad field dropped."""
         path = directory / "state.json"
         try:
             raw = path.read_bytes()
@@ -96,7 +121,8 @@ class State:
         except FileNotFoundError:
             return cls(path, {})
         except (ValueError, RecursionError, OSError) as err:
-            _set_aside(path, err)
+            if set_aside:
+                _set_aside(path, err)
             return cls(path, {})
         records = {
             str(name): _record(str(name), entry) for name, entry in data.get("units", {}).items()
@@ -114,8 +140,9 @@ class State:
         self._change(unit, pending=pending)
         self.save()
 
-    def mark_failed(self, unit: str, failure: Failure) -> None:
-        """Remember that a digest was not healthy, before rolling back to the old image."""
+    def mark_failed(self, unit: str, failure: Failure | None) -> None:
+        """Remember that a digest was not healthy, before rolling back to the old image (None:
+        a person wants it tried again)."""
         self._change(unit, failed=failure)
         self.save()
 
@@ -129,6 +156,29 @@ class State:
         if self.record(unit).pending:
             self._change(unit, pending=None)
             self.save()
+
+    def set_hold(self, unit: str, hold: Hold | None) -> None:
+        """Hold the unit (or release it when `hold` is None), and save."""
+        self._change(unit, hold=hold)
+        self.save()
+
+    def approve(self, unit: str, digest: str | None) -> None:
+        """Let the next run deploy `digest` on a `manual` unit (None: the approval is used up)."""
+        self._change(unit, approved=digest)
+
+    def announce(self, unit: str, digest: str) -> None:
+        """Remember the digest a `notify` unit announced, so it is announced once."""
+        self._change(unit, announced=digest)
+
+    def remember(self, unit: str, entry: Entry) -> None:
+        """Add a line to the unit's history, saved with the next save; the oldest fall off."""
+        history = (*self.record(unit).history, entry)[-HISTORY:]
+        self._change(unit, history=history)
+
+    def history(self) -> list[tuple[str, Entry]]:
+        """Every unit's history, oldest first."""
+        lines = [(name, e) for name, r in self._records.items() for e in r.history]
+        return sorted(lines, key=lambda line: line[1].at)
 
     def set_failing(self, unit: str, failing: Failing | None) -> None:
         """Remember whether the unit is failing and when people were told (saved with the run)."""
@@ -182,6 +232,14 @@ def _entry(record: Record) -> dict[str, Any]:
         entry["failing"] = vars(record.failing)
     if record.outcomes:
         entry["outcomes"] = dict(record.outcomes)
+    if record.hold:
+        entry["hold"] = vars(record.hold)
+    if record.history:
+        entry["history"] = [vars(e) for e in record.history]
+    if record.approved:
+        entry["approved"] = record.approved
+    if record.announced:
+        entry["announced"] = record.announced
     return entry
 
 
@@ -196,6 +254,10 @@ def _record(unit: str, entry: Any) -> Record:
         "superseded": _superseded,
         "failing": _failing,
         "outcomes": _outcomes,
+        "hold": _hold,
+        "history": _history,
+        "approved": _digest,
+        "announced": _digest,
     }
     fields: dict[str, Any] = {}
     for key, parse in parsers.items():
@@ -213,8 +275,12 @@ def _record(unit: str, entry: Any) -> Record:
 
 def _lossy(value: Any, raw: Any) -> bool:
     """Whether parsing `raw` into `value` left something out."""
+    if isinstance(value, str):
+        return False
     if isinstance(value, tuple | dict):
-        return len(value) != len(raw)
+        return len(value) != len(raw) or any(
+            _lossy(kept, part) for kept, part in zip(value, raw, strict=False) if _is_entry(kept)
+        )
     return any(raw.get(key) != kept for key, kept in vars(value).items())
 
 
@@ -267,6 +333,45 @@ def _outcomes(raw: Any) -> dict[str, int] | None:
         for k, v in raw.items()
         if type(v) is int and 0 <= v < 2**63  # not bool
     }
+
+
+def _hold(raw: Any) -> Hold | None:
+    if not isinstance(raw, dict) or not all(
+        isinstance(raw.get(k), str) for k in ("reason", "since")
+    ):
+        return None
+    return Hold(raw["reason"], raw["since"])
+
+
+def _history(raw: Any) -> tuple[Entry, ...] | None:
+    if not isinstance(raw, list):
+        return None
+    entries = (_entry_of(item) for item in raw)
+    return tuple(e for e in entries if e is not None)[-HISTORY:]
+
+
+def _entry_of(raw: Any) -> Entry | None:
+    """A history line; one without a time or an event is dropped, odd optional parts emptied."""
+    if not isinstance(raw, dict):
+        return None
+    at, event, reason = raw.get("at"), raw.get("event"), raw.get("reason")
+    if not isinstance(at, str) or not isinstance(event, str):
+        return None
+    return Entry(
+        at,
+        event,
+        raw.get("from_digest") if _is_digest(raw.get("from_digest")) else None,
+        raw.get("to_digest") if _is_digest(raw.get("to_digest")) else None,
+        reason if isinstance(reason, str) else None,
+    )
+
+
+def _is_entry(value: Any) -> bool:
+    return isinstance(value, Entry)
+
+
+def _digest(raw: Any) -> str | None:
+    return raw if _is_digest(raw) else None
 
 
 def _is_digest(value: Any) -> bool:

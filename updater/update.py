@@ -11,11 +11,11 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from updater import plan, systemd
+from updater import plan, systemd, window
 from updater.check import Checked, Status
 from updater.config import Unit
 from updater.engine import Engine, Image
@@ -23,7 +23,7 @@ from updater.errors import EngineError, UpdaterError
 from updater.health import Expectation, Observation, Verdict, verify
 from updater.outcome import Outcome, Report
 from updater.plan import Deploy, Leave, Resume, RollBack
-from updater.state import Failure, Pending, State
+from updater.state import Failure, Pending, Record, State
 
 log = logging.getLogger("updater")
 
@@ -34,24 +34,30 @@ class Host:
 
     engine: Engine
     state: State
+    triggered: bool = False  # the CI trigger asked for this run (see `trigger_overrides_window`)
 
 
 def update(checked: Checked, host: Host) -> Report:
     """Bring one unit to the digest its tag points to, or say why not."""
     record = host.state.record(checked.unit.name)
-    step = plan.next_step(checked, record)
+    try:
+        step = plan.next_step(checked, record, _in_window(checked, record, host))
+    except UpdaterError as err:
+        return _report(checked, Outcome.FAILED, str(err))
     if (
         record.pending
         and not isinstance(step, Resume | RollBack)
         and checked.status is not Status.ERROR
+        and record.hold is None  # held: the update in flight waits for the release
     ):
         host.state.end(checked.unit.name)  # the new image of that update never ran
     try:
         match step:
             case Leave(outcome, reason):
                 return _report(checked, outcome, reason)
-            case Deploy():
-                return deploy(checked, step, host)
+            case Deploy(digest):
+                # The report names the digest deployed: an approved one may not be the tag's.
+                return deploy(replace(checked, remote_digest=digest), step, host)
             case Resume(pending):
                 log.warning("%s: finishing the update an earlier run began", checked.unit.name)
                 return keep_or_roll_back(
@@ -62,6 +68,19 @@ def update(checked: Checked, host: Host) -> Report:
                 return roll_back(checked, pending, failure, host)
     except UpdaterError as err:
         return _report(checked, Outcome.FAILED, str(err))
+
+
+def _in_window(checked: Checked, record: Record, host: Host) -> bool:
+    """Whether the unit's window lets an automatic deployment start now."""
+    policy = checked.unit.policy
+    if not plan.needs_window(checked, record) or policy.window is None:
+        return True
+    if host.triggered and policy.trigger_overrides_window:
+        log.info(
+            "%s: the CI trigger asked for this run; its window does not apply", checked.unit.name
+        )
+        return True
+    return window.is_open(policy.window, time.time())
 
 
 def deploy(checked: Checked, step: Deploy, host: Host) -> Report:

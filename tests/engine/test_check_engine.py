@@ -85,7 +85,7 @@ def test_pinned(cli, app, registry):
     assert (report["status"], report["running_digest"], report["remote_digest"]) == (
         "pinned",
         digest,
-        None,
+        digest,  # the desired state: the pin, never asked of the registry
     )
     assert registry.requests() == []
 

@@ -87,6 +87,7 @@ def test_registry_settings(main_file, tmp_path):
         ("[defaults]\nrollback = 1\n", "rollback: 1 is not true or false"),
         ("[defaults]\nkeep_images = 1.5\n", "keep_images: 1.5 is not a whole number from 0 to 100"),
         ("[defaults]\nkeep_images = -1\n", "keep_images: -1 is not a whole number"),
+        ('[units."a.service"]\nimage = "x"\nmode = "auto!"\n', "mode: 'auto!' is not \"auto\""),
         ("defaults = 3\n", "defaults: must be a table, not int"),
         ("[units]\nx = 1\n", 'units."x": must be a table'),
         ('[registries."h"]\ninsecure = "yes"\n', "insecure: 'yes' is not true or false"),

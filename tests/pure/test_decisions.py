@@ -64,6 +64,16 @@ def test_not_running_and_pinned():
     assert not needs_remote(pinned, container(), image(f"127.0.0.1:5000/app@{NEW}"))
 
 
+def test_a_pin_is_desired_state_when_another_digest_runs():
+    pinned = unit(f"127.0.0.1:5000/app:prod@{NEW}")
+    assert decide(pinned, container(), image(f"127.0.0.1:5000/app@{OLD}"), None) == (
+        Status.UPDATE_AVAILABLE,
+        OLD,
+    )
+    assert decide(pinned, None, None, None)[0] is Status.NOT_RUNNING
+    assert not needs_remote(pinned, container(), image(f"127.0.0.1:5000/app@{OLD}"))
+
+
 class Clock:
     """A fake clock: sleeping advances it, so verify() runs instantly."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,9 @@ from updater.check import Checked, Status
 from updater.config import Policy, Unit
 from updater.engine import Container, Image
 from updater.outcome import Outcome
-from updater.plan import Deploy, Leave, Resume, RollBack, next_step
+from updater.plan import Deploy, Leave, Resume, RollBack, next_step, waiting
 from updater.reference import parse
-from updater.state import Failure, Pending, Record
+from updater.state import Failure, Hold, Pending, Record
 
 OLD = "sha256:" + "1" * 64
 NEW = "sha256:" + "2" * 64
@@ -81,3 +82,60 @@ def test_an_update_whose_image_never_ran_is_decided_afresh():
     assert next_step(checked(runs="img-old"), record) == Deploy(NEW, "img-old", OLD)
     step = next_step(checked(Status.NOT_RUNNING, runs=None, remote=None), record)
     assert isinstance(step, Leave) and step.outcome is Outcome.SKIPPED
+
+
+def test_a_held_unit_is_skipped_with_the_reason_and_since_when():
+    hold = Hold("investigating INC-42", "2026-12-02T06:00:00Z")
+    for record in (Record(hold=hold), Record(hold=hold, pending=PENDING)):
+        step = next_step(checked(runs="img-new"), record)
+        assert step == Leave(
+            Outcome.SKIPPED, "held since 2026-12-02T06:00:00Z: investigating INC-42"
+        )
+
+
+def test_a_pin_is_deployed_unless_there_is_no_tag_to_point_at_it():
+    pinned = replace(UNIT, image=parse(f"127.0.0.1:5000/app:prod@{NEW}"))
+    check = replace(checked(), unit=pinned)
+    assert next_step(check, Record()) == Deploy(NEW, "img-old", OLD)
+    untagged = replace(UNIT, image=parse(f"127.0.0.1:5000/app@{NEW}"))
+    step = next_step(replace(checked(), unit=untagged), Record())
+    assert isinstance(step, Leave) and step.outcome is Outcome.SKIPPED
+    assert "no tag" in (step.reason or "")
+
+
+def unit_in(mode: str) -> Unit:
+    return replace(UNIT, policy=Policy(mode=mode))
+
+
+def test_notify_and_manual_units_hold_a_new_digest_back_for_a_person():
+    for mode, words in (("notify", "mode = notify deploys nothing"), ("manual", "updater approve")):
+        check = replace(checked(), unit=unit_in(mode))
+        step = next_step(check, Record())
+        assert isinstance(step, Leave) and step.outcome is Outcome.SKIPPED
+        assert NEW in (step.reason or "") and words in (step.reason or "")
+        assert waiting(check, Record()) == NEW
+        assert waiting(check, Record(failed=FAILED_NEW)) is None  # failed: nothing to announce
+    assert waiting(checked(), Record()) is None  # auto deploys it
+
+
+def test_an_approved_digest_is_deployed_exactly_wherever_the_tag_is():
+    check = replace(checked(remote=NEWER), unit=unit_in("manual"))
+    assert next_step(check, Record(approved=NEW)) == Deploy(NEW, "img-old", OLD)
+    assert waiting(check, Record(approved=NEW)) is None
+    current = replace(checked(Status.CURRENT, remote=OLD), unit=unit_in("manual"))
+    assert next_step(current, Record(approved=NEW)) == Deploy(NEW, "img-old", OLD)
+    # Approved and already running: nothing to do.
+    assert next_step(current, Record(approved=OLD)) == Leave(Outcome.UNCHANGED)
+    # An approval means nothing to a unit in auto mode: it follows the tag.
+    assert next_step(checked(remote=NEWER), Record(approved=NEW)) == Deploy(NEWER, "img-old", OLD)
+
+
+def test_outside_its_window_an_automatic_deployment_waits_but_an_approval_does_not():
+    step = next_step(checked(), Record(), in_window=False)
+    assert isinstance(step, Leave) and step.outcome is Outcome.SKIPPED
+    assert "waits for the window" in (step.reason or "")
+    manual = replace(checked(), unit=unit_in("manual"))
+    assert next_step(manual, Record(approved=NEW), in_window=False) == Deploy(NEW, "img-old", OLD)
+    # An update in flight is finished whatever the window says.
+    record = Record(pending=PENDING)
+    assert next_step(checked(runs="img-new"), record, in_window=False) == Resume(PENDING)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from updater import log
+from updater import history, log
 from updater.outcome import Outcome, Report
-from updater.state import Failure, Pending, Record, State
+from updater.state import HISTORY, Entry, Failure, Hold, Pending, Record, State
 
 OLD = "sha256:" + "1" * 64
 NEW = "sha256:" + "2" * 64
@@ -56,6 +56,12 @@ def test_nothing_written_when_nothing_changed(tmp_path):
             Record(superseded=("img",)),
         ),
         ({"failed": {"digest": NEW, "at": 5}}, Record(failed=Failure(NEW, "", ""))),
+        ({"hold": {"reason": 3, "since": "t"}}, Record()),
+        (
+            {"history": [{"at": "t", "event": "updated", "to_digest": "x"}, {"event": "e"}, 4]},
+            Record(history=(Entry("t", "updated"),)),
+        ),
+        ({"approved": "sha256:short", "announced": NEW}, Record(announced=NEW)),
         ("not an object", Record()),
         ([1, 2], Record()),
     ],
@@ -91,3 +97,48 @@ def test_counters_add_up_across_runs(tmp_path):
         counts = state.count([Report("a.service", "img", Outcome.UPDATED)])
         state.save()
     assert counts == {"a.service": {"updated": 2}}
+
+
+def test_hold_approval_and_history_round_trip_and_history_is_bounded(tmp_path):
+    state = State.load(tmp_path)
+    state.set_hold("app.service", Hold("INC-42", "2026-12-02T06:00:00Z"))
+    state.approve("app.service", NEW)
+    state.announce("app.service", NEW)
+    for n in range(HISTORY + 5):
+        state.remember("app.service", Entry(f"2026-12-02T06:{n:02d}:00Z", "updated", OLD, NEW))
+    state.save()
+    record = State.load(tmp_path).record("app.service")
+    assert record.hold == Hold("INC-42", "2026-12-02T06:00:00Z")
+    assert (record.approved, record.announced) == (NEW, NEW)
+    assert len(record.history) == HISTORY and record.history[0].at == "2026-12-02T06:05:00Z"
+    state.set_hold("app.service", None)
+    assert State.load(tmp_path).record("app.service").hold is None
+
+
+def test_history_lines_of_a_run_say_what_changed_and_when_a_failure_began():
+    at = "2026-12-02T06:00:00Z"
+    updated = Report("a.service", "img", Outcome.UPDATED, OLD, NEW)
+    assert history.of_report(updated, False, at) == Entry(at, "updated", OLD, NEW)
+    back = Report("a.service", "img", Outcome.ROLLED_BACK, OLD, NEW, "not healthy: crashes")
+    assert history.of_report(back, False, at) == Entry(
+        at, "rolled-back", OLD, NEW, "not healthy: crashes"
+    )
+    failed = Report("a.service", "img", Outcome.FAILED, OLD, None, "registry down")
+    assert history.of_report(failed, False, at) == Entry(at, "failed", OLD, None, "registry down")
+    assert history.of_report(failed, True, at) is None  # still failing: said once
+    assert history.of_report(Report("a.service", "img", Outcome.UNCHANGED), False, at) is None
+
+
+def test_the_history_of_all_units_reads_oldest_first(tmp_path):
+    state = State.load(tmp_path)
+    state.remember("b.service", Entry("2026-12-02T06:02:00Z", "held"))
+    state.remember("a.service", Entry("2026-12-02T06:01:00Z", "updated", OLD, NEW))
+    assert [unit for unit, _ in state.history()] == ["a.service", "b.service"]
+    text = history.table(state.history())
+    assert text.splitlines()[1].split() == [
+        "2026-12-02T06:01:00Z",
+        "a.service",
+        "updated",
+        OLD[:19],
+        NEW[:19],
+    ]

@@ -21,7 +21,7 @@ from updater.engine import Container, Image
 from updater.outcome import Outcome, Report
 from updater.plan import next_step
 from updater.reference import parse
-from updater.state import Failure, Pending, Record, State
+from updater.state import Entry, Failure, Hold, Pending, Record, State
 
 UNITS = ("a.service", "b.service")
 IMAGES = ("img-old", "img-new")
@@ -51,6 +51,11 @@ records = st.fixed_dictionaries(
         "superseded": st.lists(field_values, max_size=3) | json_values,
         "outcomes": st.dictionaries(st.sampled_from([o.value for o in Outcome]), field_values)
         | json_values,
+        "hold": near(tuple(Hold.__dataclass_fields__)) | json_values,
+        "history": st.lists(near(tuple(Entry.__dataclass_fields__)) | json_values, max_size=3)
+        | json_values,
+        "approved": field_values,
+        "announced": field_values,
     },
 )
 documents = st.one_of(
@@ -103,6 +108,7 @@ def test_any_state_file_loads_to_typed_records_a_decision_and_a_clean_save(
             next_step(checked, record)  # decides, whatever the record holds
         state.count([Report(name, "img", Outcome.UNCHANGED) for name in UNITS])
         state.end("a.service")
+        state.remember("a.service", Entry("2026-12-02T06:00:00Z", "updated"))
         state.save()
         again = State.load(path)
         assert again.record("b.service") == state.record("b.service")
