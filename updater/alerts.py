@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from updater.outcome import Outcome, Report
-from updater.revision import Change
 from updater.state import Failing
+
+if TYPE_CHECKING:
+    from updater.revision import Change
 
 FAILED = "failed"
 STILL_FAILING = "still-failing"  # a reminder, at most once per `notify.remind`

@@ -12,7 +12,6 @@ from enum import StrEnum
 from functools import partial
 from pathlib import Path
 
-from updater import systemd, unitcheck
 from updater.clients import Clients, connected
 from updater.config import Config, Unit
 from updater.engine import Container, Image
@@ -64,6 +63,8 @@ def check(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Checke
     """
     records = State.load(state_dir, set_aside=False)
     with connected(config, state_dir, keep_tokens=False) as clients:
+        from updater import systemd, unitcheck  # the run never reads unit definitions
+
         with ThreadPoolExecutor(1) as reader:  # systemctl show overlaps the registry's answers
             found = reader.submit(unitcheck.warnings_for, units, systemd.definitions)
             checked = check_all(units, clients)

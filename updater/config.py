@@ -9,14 +9,16 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from updater import reference, window
+from updater import reference
 from updater.errors import ConfigError, UpdaterError
 from updater.files import write_atomically
 from updater.outcome import Outcome
 from updater.reference import Reference
-from updater.window import Window
+
+if TYPE_CHECKING:
+    from updater.window import Window  # imported by _window only for units that have one
 
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.service")
 _CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -340,6 +342,8 @@ def _policy(path: Path, where: str, table: dict[str, Any], base: Policy) -> Poli
 
 def _window(path: Path, key: str, value: Any) -> Window:
     """`CALENDAR for DURATION`; the calendar is checked by systemd-analyze, as systemd reads it."""
+    from updater import window
+
     if not isinstance(value, str) or " for " not in value:
         raise ConfigError(
             f'{path}: {key}: {_show(value)} is not a window like "Mon..Fri 02:00 for 2h" '
@@ -353,7 +357,7 @@ def _window(path: Path, key: str, value: Any) -> Window:
         window.first_elapse(calendar, 0)
     except UpdaterError as err:
         raise ConfigError(f"{path}: {key}: {err}") from err
-    return Window(calendar, seconds)
+    return window.Window(calendar, seconds)
 
 
 def _registry(path: Path, host: str, raw: Any) -> RegistrySettings:

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import socket
-import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -285,6 +284,8 @@ def _oci_index(names: list[tuple[dict[str, Any], str]]) -> bytes:
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
     files = {"oci-layout": {"imageLayoutVersion": "1.0.0"}, "index.json": index}
     out = io.BytesIO()
+    import tarfile  # only for a re-tag on the containerd store
+
     with tarfile.open(fileobj=out, mode="w") as tar:
         for path, content in files.items():
             data = json.dumps(content).encode()

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sdnotify
 
-from updater import history, metrics, notify, plan, window
+from updater import history, metrics, plan
 from updater.alerts import Event, alert
 from updater.check import Checked, check_all
 from updater.clients import connected
@@ -24,9 +25,11 @@ from updater.config import Config, Notify, Unit
 from updater.engine import Engine
 from updater.errors import UpdaterError
 from updater.outcome import Outcome, Report, any_bad, summary
-from updater.revision import Change, change
 from updater.state import Entry, State, lock
 from updater.update import Host, update
+
+if TYPE_CHECKING:
+    from updater.revision import Change
 
 log = logging.getLogger("updater")
 
@@ -47,10 +50,13 @@ def run(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Report]:
             metrics.write(config.metrics, metrics.render(reports, counts, duration))
     _log_summary(reports)
     notifier.notify(f"STATUS={summary(reports)}")
-    if config.notify.targets:
-        notify.send(events, config.notify)
-    if config.notify.ping:
-        notify.ping(config.notify, ok=not any_bad(reports))  # as the exit status says
+    if config.notify.targets or config.notify.ping:
+        from updater import notify  # urllib.request and the rest: only for runs that tell
+
+        if config.notify.targets:
+            notify.send(events, config.notify)
+        if config.notify.ping:
+            notify.ping(config.notify, ok=not any_bad(reports))  # as the exit status says
     return reports
 
 
@@ -66,7 +72,7 @@ def _check_and_update(
     notifier.notify(f"STATUS=checking {len(units)} unit(s)")
     with connected(config, state_dir, keep_tokens=True) as clients:
         checked = check_all(units, clients)
-        host = Host(clients.engine, state, window.triggered(time.time()))
+        host = Host(clients.engine, state, started=time.time())
         reports, waiting = [], []
         for item in checked:
             notifier.notify(f"STATUS=updating {item.unit.name}")
@@ -83,6 +89,8 @@ def _check_and_update(
 
 def _changes(units: Sequence[Unit], reports: Sequence[Report], engine: Engine) -> dict[str, Change]:
     """The revisions CI labelled the old and new images with, for each unit that moved."""
+    from updater.revision import change  # only for runs that notify
+
     found = {}
     repositories = {u.name: u.image.repository for u in units}
     for r in reports:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from updater import plan, systemd, window
+from updater import plan, systemd
 from updater.check import Checked, Status
 from updater.config import Unit
 from updater.engine import Engine, Image
@@ -34,7 +34,9 @@ class Host:
 
     engine: Engine
     state: State
-    triggered: bool = False  # the CI trigger asked for this run (see `trigger_overrides_window`)
+    started: float = (
+        0.0  # when the run began (time.time()), to tell whether the CI trigger asked for it
+    )
 
 
 def update(checked: Checked, host: Host) -> Report:
@@ -75,7 +77,9 @@ def _in_window(checked: Checked, record: Record, host: Host) -> bool:
     policy = checked.unit.policy
     if not plan.needs_window(checked, record) or policy.window is None:
         return True
-    if host.triggered and policy.trigger_overrides_window:
+    from updater import window  # only units with a window pay for it
+
+    if policy.trigger_overrides_window and window.triggered(host.started):
         log.info(
             "%s: the CI trigger asked for this run; its window does not apply", checked.unit.name
         )
