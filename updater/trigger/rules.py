@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 
-from updater import log
 from updater.trigger.http import Answer, Exchange, Head, Refused, body_length, peer_of
+
+log = logging.getLogger("updater")
 
 DEFAULT_SECRET_FILE = Path("/etc/updater/trigger.secret")
 CREDENTIAL = "trigger.secret"  # the LoadCredential= name in updater-trigger@.service
@@ -183,7 +184,7 @@ def report(peer: str, answer: Answer) -> None:
     """One journal line per request: who, the status, why. Never the secret or the signature."""
     status = answer.status
     level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
-    log.log.log(level, "%s: %d %s", peer, status, answer.reason)
+    log.log(level, "%s: %d %s", peer, status, answer.reason)
 
 
 def serve(sock: socket.socket, settings: Settings, start_run: Callable[[], None]) -> Answer:
