@@ -68,10 +68,16 @@ def load(state_dir: Path) -> AuthCache:
 
 
 def save(state_dir: Path, cache: AuthCache) -> None:
-    """Write the cache, 0600 like the state: bearer tokens are short-lived secrets."""
+    """Write the cache, 0600 like the state: bearer tokens are short-lived secrets. Nothing is
+    written when it holds what the file holds already (the steady state: no fsync a minute)."""
+    payload = json.dumps(cache.to_json(), sort_keys=True).encode()
+    try:
+        if (state_dir / FILE).read_bytes() == payload:
+            return
+    except OSError:
+        pass  # absent or unreadable: written below
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        payload = json.dumps(cache.to_json(), sort_keys=True).encode()
         write_atomically(state_dir / FILE, payload, 0o600)
     except OSError as err:
         log.warning("cannot write token cache in %s: %s", state_dir, err.strerror or err)
