@@ -4,6 +4,7 @@ atomically at the end of each run."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +40,25 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def counted(path: Path, reports: Sequence[Report]) -> dict[str, dict[str, int]]:
+    """The outcome counters the last run wrote to `path`, with this run's outcomes added.
+
+    The counters live in the textfile itself, so that an idle run writes nothing else.
+    """
+    counts: dict[str, dict[str, int]] = {}
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        text = ""  # a first run, or a file someone removed: counting starts again, as a reset
+    for found in _SAMPLE.finditer(text):
+        unit, outcome, value = _unescape(found[1]), found[2], int(found[3])
+        counts.setdefault(unit, {})[outcome] = value
+    for r in reports:
+        per_unit = counts.setdefault(r.unit, {})
+        per_unit[r.outcome.value] = per_unit.get(r.outcome.value, 0) + 1
+    return counts
+
+
 def write(path: Path, text: str) -> None:
     """Atomically, world-readable (node_exporter runs unprivileged); a failure is a warning."""
     try:
@@ -52,6 +72,15 @@ def write(path: Path, text: str) -> None:
 
 def _metric(name: str, kind: str, text: str) -> list[str]:
     return [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+
+
+_SAMPLE = re.compile(
+    r'^updater_outcomes_total\{unit="((?:[^"\\]|\\.)*)",outcome="([a-z-]+)"\} ([0-9]{1,18})$', re.M
+)
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], value)
 
 
 def _labels(**labels: str) -> str:

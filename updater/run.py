@@ -43,10 +43,10 @@ def run(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Report]:
         reports, changes, waiting = _check_and_update(config, units, state, state_dir, notifier)
         _remember(reports, state)
         events = _events(reports, changes, state, config.notify) + _announce(waiting, state)
-        counts = state.count(reports)
-        state.save()
+        state.save()  # an idle run changed nothing: no write
         if config.metrics:
             duration = time.monotonic() - started
+            counts = metrics.counted(config.metrics, reports)
             metrics.write(config.metrics, metrics.render(reports, counts, duration))
     _log_summary(reports)
     notifier.notify(f"STATUS={summary(reports)}")

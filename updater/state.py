@@ -14,15 +14,14 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from updater.errors import LockHeld, UpdaterError
 from updater.files import write_atomically
-from updater.outcome import Report
 
 VERSION = 1
 HISTORY = 50  # entries kept per unit, oldest dropped first: the file stays small
@@ -86,7 +85,6 @@ class Record:
     failed: Failure | None = None
     superseded: tuple[str, ...] = ()  # image IDs kept for rollback, newest first
     failing: Failing | None = None  # for notifications: told once, reminded, told of recovery
-    outcomes: Mapping[str, int] = field(default_factory=dict)  # run outcomes counted
     hold: Hold | None = None
     history: tuple[Entry, ...] = ()  # oldest first, at most HISTORY
     approved: str | None = None  # the digest a person approved for a `manual` unit
@@ -184,14 +182,6 @@ class State:
         """Remember whether the unit is failing and when people were told (saved with the run)."""
         self._change(unit, failing=failing)
 
-    def count(self, reports: Iterable[Report]) -> dict[str, dict[str, int]]:
-        """Add this run's outcomes to the per-unit counters; all counters, for the metrics."""
-        for report in reports:
-            counters = dict(self.record(report.unit).outcomes)
-            counters[report.outcome.value] = counters.get(report.outcome.value, 0) + 1
-            self._change(report.unit, outcomes=counters)
-        return {name: dict(r.outcomes) for name, r in self._records.items() if r.outcomes}
-
     def save(self) -> None:
         """Write atomically, 0600; a failure is logged, never fatal (the engine holds the truth)."""
         data = self._serialise()
@@ -230,8 +220,6 @@ def _entry(record: Record) -> dict[str, Any]:
         entry["superseded"] = list(record.superseded)
     if record.failing:
         entry["failing"] = vars(record.failing)
-    if record.outcomes:
-        entry["outcomes"] = dict(record.outcomes)
     if record.hold:
         entry["hold"] = vars(record.hold)
     if record.history:
@@ -253,7 +241,6 @@ def _record(unit: str, entry: Any) -> Record:
         "failed": _failure,
         "superseded": _superseded,
         "failing": _failing,
-        "outcomes": _outcomes,
         "hold": _hold,
         "history": _history,
         "approved": _digest,
@@ -323,16 +310,6 @@ def _superseded(raw: Any) -> tuple[str, ...] | None:
     if not isinstance(raw, list):
         return None
     return tuple(i for i in raw if isinstance(i, str) and i)
-
-
-def _outcomes(raw: Any) -> dict[str, int] | None:
-    if not isinstance(raw, dict):
-        return None
-    return {
-        str(k): v
-        for k, v in raw.items()
-        if type(v) is int and 0 <= v < 2**63  # not bool
-    }
 
 
 def _hold(raw: Any) -> Hold | None:

@@ -18,7 +18,7 @@ from updater.check import Checked, Status
 from updater.cli import main
 from updater.config import Policy, Unit
 from updater.engine import Container, Image
-from updater.outcome import Outcome, Report
+from updater.outcome import Outcome
 from updater.plan import next_step
 from updater.reference import parse
 from updater.state import Entry, Failure, Hold, Pending, Record, State
@@ -106,7 +106,6 @@ def test_any_state_file_loads_to_typed_records_a_decision_and_a_clean_save(
             record = state.record(name)
             assert isinstance(record, Record)
             next_step(checked, record)  # decides, whatever the record holds
-        state.count([Report(name, "img", Outcome.UNCHANGED) for name in UNITS])
         state.end("a.service")
         state.remember("a.service", Entry("2026-12-02T06:00:00Z", "updated"))
         state.save()
