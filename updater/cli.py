@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from enum import IntEnum
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from updater import __version__, config
 from updater.errors import ConfigError, Interrupted, LockHeld, UpdaterError
@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from updater.check import Checked
 
 log = logging.getLogger("updater")
+
+
+class Printable(Protocol):
+    """What a person's command returns: something with a JSON form."""
+
+    def as_json(self) -> dict[str, object]: ...
+
 
 DEFAULT_CONFIG = "/etc/updater/config.toml"
 DEFAULT_STATE_DIR = "/var/lib/updater"
@@ -124,18 +131,19 @@ def _remove(args: argparse.Namespace, out: TextIO) -> ExitStatus:
 def _hold(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     from updater.control import hold
 
-    held = hold(config.load(args.config), args.name, args.reason, args.state_dir)
-    if args.json:
-        _print_json(held.as_json(), out)
-    return ExitStatus.OK
+    return _said(hold(config.load(args.config), args.name, args.reason, args.state_dir), args, out)
 
 
 def _release(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     from updater.control import release
 
-    held = release(config.load(args.config), args.name, args.state_dir)
+    return _said(release(config.load(args.config), args.name, args.state_dir), args, out)
+
+
+def _said(done: Printable, args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    """What a person's command did, as JSON with `--json` (the journal has the line anyway)."""
     if args.json:
-        _print_json(held.as_json(), out)
+        _print_json(done.as_json(), out)
     return ExitStatus.OK
 
 
@@ -155,10 +163,9 @@ def _rollback(args: argparse.Namespace, out: TextIO) -> ExitStatus:
 def _approve(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     from updater.control import approve
 
-    approved = approve(config.load(args.config), args.name, args.digest, args.state_dir)
-    if args.json:
-        _print_json(approved.as_json(), out)
-    return ExitStatus.OK
+    return _said(
+        approve(config.load(args.config), args.name, args.digest, args.state_dir), args, out
+    )
 
 
 def _history(args: argparse.Namespace, out: TextIO) -> ExitStatus:
