@@ -4,7 +4,6 @@ it never races a timer run, and touches nothing when its input is wrong."""
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,11 +15,11 @@ from updater.engine import Engine, Image
 from updater.errors import ConfigError, UpdaterError
 from updater.outcome import Outcome, Report
 from updater.plan import Deploy
+from updater.reference import is_sha256
 from updater.state import Entry, Failure, Hold, State, lock
 from updater.update import Host, deploy
 
 log = logging.getLogger("updater")
-_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ def approve(config: Config, name: str, digest: str | None, state_dir: Path) -> A
             f'{unit.name}: mode = "{unit.policy.mode}" in {unit.source}; only a "manual" unit '
             "waits for approval"
         )
-    if digest is not None and not _DIGEST.fullmatch(digest):
+    if digest is not None and not is_sha256(digest):
         raise ConfigError(f"{digest}: not a digest (sha256: and 64 lowercase hex digits)")
     with lock(state_dir):
         target = digest or _tag_digest(config, unit, state_dir)
@@ -128,7 +127,7 @@ def rollback(config: Config, name: str, to: str | None, state_dir: Path) -> Repo
     the digest rolled away from is remembered as failed, so no run deploys it again until the
     tag moves."""
     unit = unit_named(config, name)
-    if to is not None and not _DIGEST.fullmatch(to):
+    if to is not None and not is_sha256(to):
         raise ConfigError(f"--to {to}: not a digest (sha256: and 64 lowercase hex digits)")
     with lock(state_dir):
         state = State.load(state_dir)

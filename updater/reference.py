@@ -118,3 +118,8 @@ def _split_registry(name: str, text: str) -> tuple[str, str]:
                 "must be lowercase letters and digits, separated by '.', '_', '__' or '-'"
             )
     return registry, path
+
+
+def is_sha256(value: object) -> bool:
+    """Whether `value` is a sha256 digest as registries and engines write it."""
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None

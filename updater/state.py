@@ -12,7 +12,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -22,11 +21,11 @@ from typing import Any
 
 from updater.errors import LockHeld, UpdaterError
 from updater.files import write_atomically
+from updater.reference import is_sha256
 
 VERSION = 1
 HISTORY = 50  # entries kept per unit, oldest dropped first: the file stays small
 log = logging.getLogger("updater")
-_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 
 
 @dataclass(frozen=True)
@@ -352,7 +351,7 @@ def _digest(raw: Any) -> str | None:
 
 
 def _is_digest(value: Any) -> bool:
-    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
+    return is_sha256(value)
 
 
 @contextmanager

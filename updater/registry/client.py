@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import ssl
 import threading
 from collections.abc import Callable, Mapping
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from updater.config import RegistrySettings
 from updater.credentials import DockerConfig
 from updater.errors import ManifestUnknown, RegistryError
-from updater.reference import Reference
+from updater.reference import Reference, is_sha256
 from updater.registry.auth import Auth
 from updater.registry.hosts import loopback
 from updater.registry.proxy import Proxies
@@ -30,7 +29,6 @@ MANIFEST_TYPES = ", ".join(
     ]
 )
 MANIFEST_CAP = 4 * 1024 * 1024  # the registry's own limit on a manifest's size
-_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 
 
 @dataclass
@@ -79,7 +77,7 @@ class Registries:
                 unknown = ManifestUnknown if answer.status == 404 else RegistryError
                 raise unknown(f"checking {ref}: {self._explain(ref, answer)}")
             found = answer.headers.get("Docker-Content-Digest", "").strip()
-            return found if _DIGEST.fullmatch(found) else self._digest_of_body(ref)
+            return found if is_sha256(found) else self._digest_of_body(ref)
 
     def has_manifest(self, ref: Reference, digest: str) -> bool:
         """Whether `ref`'s repository serves the manifest `digest` (one HEAD)."""
