@@ -88,7 +88,7 @@ def test_started_through_a_symlink_elsewhere_it_finds_its_prefix(prefix, tmp_pat
     assert report(launch(link, "check"))["path"][0] == str(prefix / "lib")
 
 
-def test_a_recorded_python_gone_or_too_old_gives_way_to_the_standalone_then_path(prefix, tmp_path):
+def test_a_recorded_python_gone_gives_way_to_the_standalone_then_path(prefix, tmp_path):
     (prefix / "interpreter").write_text(str(tmp_path / "gone/python3") + "\n")
     standalone = prefix.parent / "updater-python/bin/python3"
     standalone.parent.mkdir(parents=True)
@@ -116,6 +116,18 @@ def test_a_recorded_python_gone_or_too_old_gives_way_to_the_standalone_then_path
         env={"PATH": f":rel:{on_path.parent}"},
     )
     assert report(done)["executable"] == str(on_path)
+
+
+def test_the_recorded_python_starts_once_without_a_trial_start(prefix, tmp_path):
+    """install.sh checked it: every minute's run starts one Python, not a probe and then it."""
+    starts = tmp_path / "starts"
+    recorded = tmp_path / "recorded/python3"
+    recorded.parent.mkdir()
+    recorded.write_text(f'#!/bin/sh\necho started >>{starts}\nexec {sys.executable} "$@"\n')
+    recorded.chmod(0o755)
+    (prefix / "interpreter").write_text(f"{recorded}\n")
+    assert report(launch(prefix / "bin/updater", "run"))["argv"][1:] == ["run"]
+    assert len(starts.read_text().splitlines()) == 1, starts.read_text()
 
 
 def test_bin_python_runs_a_module_of_lib(prefix):

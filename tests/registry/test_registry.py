@@ -6,6 +6,7 @@ blob request, and at most one token request per repository in a run.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from updater.credentials import DockerConfig
 from updater.errors import RegistryError
 from updater.reference import parse
 from updater.registry import Registries
+from updater.registry.transport import verified_context
 
 pytestmark = pytest.mark.registry
 
@@ -141,6 +143,42 @@ def test_tls_needs_the_ca_file(registry_factory, docker_config):
     registry.clear_log()
     assert client(**{registry.host: trusted}).digest(ref) == digest
     assert_polite(registry, heads=1)
+
+
+def hashed_ca_dir(tmp_path, ca_file) -> str:
+    """A CA directory as update-ca-certificates leaves it: the CA under its subject hash."""
+    directory = tmp_path / "certs"
+    directory.mkdir(parents=True)
+    if ca_file is not None:
+        found = subprocess.run(
+            ["openssl", "x509", "-hash", "-noout", "-in", str(ca_file)],
+            capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+        (directory / f"{found.stdout.strip()}.0").write_bytes(ca_file.read_bytes())
+    return str(directory)
+
+
+def test_tls_system_cas_are_read_from_the_hashed_directory(
+    registry_factory, docker_config, tmp_path, monkeypatch
+):
+    """The system's trust is OpenSSL's hashed directory: a CA there verifies, none refuses."""
+    registry = registry_factory(tls=True)
+    digest = registry.push_image("a", "prod", seed="a")
+    ref = parse(f"{registry.host}/a:prod")
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", hashed_ca_dir(tmp_path / "trusted", registry.ca_file))
+    # Nothing parsed up front: OpenSSL reads the one CA the handshake needs.
+    assert verified_context().cert_store_stats()["x509_ca"] == 0
+    registry.clear_log()
+    assert client().digest(ref) == digest
+    assert_polite(registry, heads=1)
+    other = tmp_path / "other"
+    other.mkdir()
+    other_ca = other / "ca.pem"  # a hashed directory that lacks this registry's CA
+    other_ca.write_bytes(registry_factory(tls=True).ca_file.read_bytes())
+    monkeypatch.setenv("SSL_CERT_DIR", hashed_ca_dir(tmp_path / "untrusted", other_ca))
+    with pytest.raises(RegistryError, match=r"TLS failed"):
+        client().digest(ref)
 
 
 def test_tls_insecure_registry_accepts_any_certificate(registry_factory, docker_config):

@@ -18,7 +18,7 @@ from updater.registry.auth import Auth
 from updater.registry.hosts import loopback
 from updater.registry.proxy import Proxies
 from updater.registry.tokens import AuthCache
-from updater.registry.transport import SMALL_BODY, Answer, Pool, translated
+from updater.registry.transport import SMALL_BODY, Answer, Pool, translated, verified_context
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -119,8 +119,7 @@ class Registries:
         if settings.insecure:
             context = ssl._create_unverified_context()  # the user chose `insecure = true`
         else:
-            cafile = str(settings.ca_file) if settings.ca_file else None
-            context = ssl.create_default_context(cafile=cafile)
+            context = verified_context(str(settings.ca_file) if settings.ca_file else None)
         host.context = context
         plain_allowed = settings.insecure or loopback(name)
         host.scheme = "http" if plain_allowed and not self._pool.speaks_tls(name) else "https"

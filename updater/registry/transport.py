@@ -8,6 +8,8 @@ Spoken with http.client: a steady-state run must cost little CPU.
 from __future__ import annotations
 
 import http.client
+import os
+import re
 import socket
 import ssl
 import threading
@@ -26,6 +28,7 @@ TIMEOUT = 10.0  # seconds for each connect and each read: a run must end well in
 SMALL_BODY = 64 * 1024  # error and token answers
 USER_AGENT = f"updater/{__version__}"
 _PROXY_ERRORS = (407, 502, 504)  # what a proxy answers for itself to an absolute-URI request
+_HASHED = re.compile(r"[0-9a-f]{8}\.[0-9]+")  # OpenSSL's name for a CA in a hashed directory
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,31 @@ class TooLarge(Exception):
 
 class ProxyFailed(Exception):
     """The proxy could not be reached or refused; the message names it by host and port only."""
+
+
+def verified_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """TLS that verifies the server: against `ca_file`, else against the system's CAs.
+
+    The system's CAs are read from OpenSSL's hashed directory (/etc/ssl/certs), which it looks
+    into for the one CA a handshake needs, rather than from the bundle file, which it parses
+    whole: ~17 ms of CPU in every minutely run. Where there is no such directory, or
+    SSL_CERT_FILE names a bundle, the bundle is read as Python reads it by default.
+    """
+    if ca_file:
+        return ssl.create_default_context(cafile=ca_file)
+    paths = ssl.get_default_verify_paths()
+    if paths.capath and not os.environ.get(paths.openssl_cafile_env) and _hashed(paths.capath):
+        return ssl.create_default_context(capath=paths.capath)
+    return ssl.create_default_context()
+
+
+def _hashed(directory: str) -> bool:
+    """Whether `directory` holds CAs under their hashed names (c_rehash, update-ca-certificates)."""
+    try:
+        with os.scandir(directory) as entries:
+            return any(_HASHED.fullmatch(entry.name) for entry in entries)
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -199,7 +227,7 @@ class _Tunnelled(http.client.HTTPConnection):
     def __init__(self, host: str, port: int, proxy: Proxy, context: ssl.SSLContext | None) -> None:
         super().__init__(host, port, timeout=TIMEOUT)
         self._proxy = proxy
-        self._context = context or ssl.create_default_context()
+        self._context = context or verified_context()
 
     def connect(self) -> None:
         sock = _tunnel(self._proxy, self.host, self.port)
