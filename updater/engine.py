@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
 import os
@@ -16,10 +15,12 @@ from urllib.parse import quote
 from updater.errors import EngineError, UpdaterError
 from updater.reference import Reference
 from updater.reference import parse as parse_reference
+from updater.wire import Connection, ProtocolError, TooLarge
 
 TIMEOUT = 60  # seconds; also bounds a pull that stops receiving data
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+ANSWER_CAP = 16 * 1024 * 1024  # an inspect answer (an image's labels and history included)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Engine:
     """The Docker engine, found as the docker CLI finds it (DOCKER_HOST, else the socket).
 
     Reads (the whole of a steady-state run) speak the engine's HTTP API over its unix socket
-    with http.client; pulls, tags and removals use the docker SDK, imported only then.
+    with `updater.wire`; pulls, tags and removals use the docker SDK, imported only then.
     """
 
     def __init__(
@@ -137,24 +138,25 @@ class Engine:
         return data
 
     def _get(self, path: str, what: str) -> tuple[int, Any]:
-        connection = _UnixConnection(str(self._socket), self.timeout)
         try:
-            connection.request("GET", path)
-            response = connection.getresponse()
-            body = response.read()
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.timeout)
+                sock.connect(str(self._socket))
+                answer = Connection(sock, "localhost").exchange("GET", path, {}, ANSWER_CAP)
+            finally:
+                sock.close()
         except TimeoutError as err:
             late = f"the Docker engine did not answer within {self.timeout} s"
             raise EngineError(f"{what}: {late}") from err
-        except (OSError, http.client.HTTPException) as err:
-            reason = err.strerror if isinstance(err, OSError) and err.strerror else repr(err)
+        except (OSError, ProtocolError, TooLarge) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             unreachable = f"cannot reach the Docker engine at {self.where}: {reason}"
             raise EngineError(f"{what}: {unreachable}") from err
-        finally:
-            connection.close()
         try:
-            return response.status, json.loads(body)
+            return answer.status, json.loads(answer.body)
         except ValueError:
-            return response.status, body[:200].decode(errors="replace")
+            return answer.status, answer.body[:200].decode(errors="replace")
 
     def container(self, name: str) -> Container | None:
         data = self._inspect("containers", name, f"inspecting container {name}")
@@ -293,19 +295,6 @@ def _oci_index(names: list[tuple[dict[str, Any], str]]) -> bytes:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return out.getvalue()
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    """HTTP to the engine over its unix socket."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
 
 
 def _not_found() -> type[Exception]:

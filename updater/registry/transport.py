@@ -2,12 +2,11 @@
 direct or through a proxy (a CONNECT tunnel for https, absolute-URI requests for plain http),
 capped reads, and the translation of what can go wrong into RegistryErrors.
 
-Spoken with http.client: a steady-state run must cost little CPU.
+Spoken with `updater.wire`: a steady-state run must cost little CPU.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import socket
@@ -15,14 +14,13 @@ import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from email.message import Message
 from urllib.parse import urlsplit
 
 from updater import __version__
 from updater.errors import RegistryError
 from updater.registry.hosts import split_host
 from updater.registry.proxy import Proxies, Proxy
+from updater.wire import Answer, Closed, Connection, ProtocolError, TooLarge
 
 TIMEOUT = 10.0  # seconds for each connect and each read: a run must end well inside its unit's
 SMALL_BODY = 64 * 1024  # error and token answers
@@ -30,17 +28,7 @@ USER_AGENT = f"updater/{__version__}"
 _PROXY_ERRORS = (407, 502, 504)  # what a proxy answers for itself to an absolute-URI request
 _HASHED = re.compile(r"[0-9a-f]{8}\.[0-9]+")  # OpenSSL's name for a CA in a hashed directory
 
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    reason: str
-    headers: Message
-    body: bytes
-
-
-class TooLarge(Exception):
-    """An answer over its size cap (the cap is the argument)."""
+__all__ = ["SMALL_BODY", "Answer", "Pool", "translated", "verified_context"]
 
 
 class ProxyFailed(Exception):
@@ -87,13 +75,13 @@ def translated(what: str, host: str, hint: str = "") -> Iterator[None]:
     except OSError as err:
         reason = err.strerror or repr(err)
         raise RegistryError(f"{what}: cannot connect to {host}: {reason}") from err
-    except http.client.HTTPException as err:
-        raise RegistryError(f"{what}: {host} answered garbage: {err!r}") from err
+    except ProtocolError as err:
+        raise RegistryError(f"{what}: {host} answered garbage: {err}") from err
     except ProxyFailed as err:
         raise RegistryError(f"{what}: {err}") from err
     except TooLarge as err:
         raise RegistryError(f"{what}: the answer is larger than {err} bytes") from err
-    except ValueError as err:  # a host, realm or token http.client cannot put on the wire
+    except ValueError as err:  # a host, realm or token that cannot go on the wire
         raise RegistryError(f"{what}: cannot make that request: {err}") from err
 
 
@@ -102,7 +90,7 @@ class Pool:
 
     def __init__(self, proxies: Proxies) -> None:
         self.proxies = proxies
-        self._idle: dict[tuple[str, str], list[http.client.HTTPConnection]] = {}
+        self._idle: dict[tuple[str, str], list[Connection]] = {}
         self._lock = threading.Lock()
 
     def request(
@@ -141,12 +129,8 @@ class Pool:
         for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile
             connection, reused = self._take(origin, proxy, context)
             try:
-                connection.request(method, target, body=body, headers=headers)
-                response = connection.getresponse()
-                # Reading even a HEAD's empty body marks the response done, so the connection
-                # goes back to the pool instead of being closed.
-                data = response.read() if method == "HEAD" else _read_capped(response, cap)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                answer = connection.exchange(method, target, headers, cap, body)
+            except (Closed, BrokenPipeError, ConnectionResetError):
                 connection.close()
                 if reused and attempt == 1:
                     continue
@@ -154,8 +138,8 @@ class Pool:
             except BaseException:
                 connection.close()
                 raise
-            self._give_back(origin, connection, response)
-            return Answer(response.status, response.reason, response.msg, data)
+            self._give_back(origin, connection)
+            return answer
         raise AssertionError("unreachable")
 
     def speaks_tls(self, netloc: str) -> bool:
@@ -168,11 +152,11 @@ class Pool:
         try:
             proxy = self._proxy("https", netloc)
             sock = _tunnel(proxy, name, port or 443) if proxy else _dial(name, port or 443)
-            with sock, context.wrap_socket(sock, server_hostname=name):
+            with sock, context.wrap_socket(sock, server_hostname=_ascii(name)):
                 return True
         except (ssl.SSLError, ConnectionResetError):
             return False
-        except (OSError, ProxyFailed, http.client.HTTPException, ValueError):
+        except (OSError, ProxyFailed, ProtocolError, ValueError):
             return self.proxies.for_origin("http", netloc) is None
 
     def _proxy(self, scheme: str, netloc: str) -> Proxy | None:
@@ -183,28 +167,26 @@ class Pool:
 
     def _take(
         self, origin: tuple[str, str], proxy: Proxy | None, context: ssl.SSLContext | None
-    ) -> tuple[http.client.HTTPConnection, bool]:
+    ) -> tuple[Connection, bool]:
         with self._lock:
             idle = self._idle.get(origin)
             if idle:
                 return idle.pop(), True
         scheme, netloc = origin
+        name, port = split_host(netloc)
+        default = 443 if scheme == "https" else 80
         if proxy is not None and scheme == "https":
-            name, port = split_host(netloc)
-            return _Tunnelled(name, port or 443, proxy, context), False
-        if proxy is not None:
-            return _Proxied(proxy), False
+            sock = _tunnel(proxy, name, port or default)
+        elif proxy is not None:
+            sock = _dial_proxy(proxy)  # plain http: the requests carry absolute URIs
+        else:
+            sock = _dial(name, port or default)
         if scheme == "https":
-            return http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=context), False
-        return http.client.HTTPConnection(netloc, timeout=TIMEOUT), False
+            sock = _tls(sock, name, context)
+        return Connection(sock, netloc), False
 
-    def _give_back(
-        self,
-        origin: tuple[str, str],
-        connection: http.client.HTTPConnection,
-        response: http.client.HTTPResponse,
-    ) -> None:
-        if response.will_close or not response.isclosed():
+    def _give_back(self, origin: tuple[str, str], connection: Connection) -> None:
+        if not connection.reusable:
             connection.close()
             return
         with self._lock:
@@ -218,39 +200,24 @@ class Pool:
             self._idle.clear()
 
 
-class _Tunnelled(http.client.HTTPConnection):
-    """HTTPS to `host` inside a proxy's CONNECT tunnel; kept alive like a direct connection.
-
-    The Host header, SNI and certificate check are the registry's; only the TCP connection
-    goes to the proxy."""
-
-    def __init__(self, host: str, port: int, proxy: Proxy, context: ssl.SSLContext | None) -> None:
-        super().__init__(host, port, timeout=TIMEOUT)
-        self._proxy = proxy
-        self._context = context or verified_context()
-
-    def connect(self) -> None:
-        sock = _tunnel(self._proxy, self.host, self.port)
-        try:
-            self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
-        except BaseException:
-            sock.close()
-            raise
+def _tls(sock: socket.socket, name: str, context: ssl.SSLContext | None) -> ssl.SSLSocket:
+    """TLS over `sock` to `name`: its SNI and its certificate, whatever the TCP peer is."""
+    try:
+        return (context or verified_context()).wrap_socket(sock, server_hostname=_ascii(name))
+    except BaseException:
+        sock.close()
+        raise
 
 
-class _Proxied(http.client.HTTPConnection):
-    """Plain HTTP through a proxy: requests carry absolute URIs (their Host comes from them)."""
-
-    def __init__(self, proxy: Proxy) -> None:
-        super().__init__(proxy.host, proxy.port, timeout=TIMEOUT)
-        self._proxy = proxy
-
-    def connect(self) -> None:
-        self.sock = _dial_proxy(self._proxy)
+def _ascii(name: str) -> bytes:
+    """A host name as socket and ssl take it without loading the IDNA codec (~2 ms a run): a
+    registry's name is ASCII by the reference grammar (else UnicodeEncodeError, a ValueError)."""
+    return name.encode("ascii")
 
 
 def _dial(host: str, port: int) -> socket.socket:
-    sock = socket.create_connection((host, port), timeout=TIMEOUT)
+    address = (_ascii(host), port)  # getaddrinfo takes bytes; typeshed says only str
+    sock = socket.create_connection(address, timeout=TIMEOUT)  # type: ignore[arg-type]
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -276,29 +243,27 @@ def _tunnel(proxy: Proxy, host: str, port: int) -> socket.socket:
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")  # a non-ASCII host: ValueError
     sock = _dial_proxy(proxy)
     try:
-        response = _connect(sock, request, proxy)
-        if not 200 <= response.status < 300:
-            raise ProxyFailed(_refusal(proxy, response.status, response.reason, authority))
-        response.close()  # the file over the socket only: the socket stays open
+        answer = _connect(sock, request, proxy)
+        if not 200 <= answer.status < 300:
+            raise ProxyFailed(_refusal(proxy, answer.status, answer.reason, authority))
     except BaseException:
         sock.close()
         raise
     return sock
 
 
-def _connect(sock: socket.socket, request: bytes, proxy: Proxy) -> http.client.HTTPResponse:
+def _connect(sock: socket.socket, request: bytes, proxy: Proxy) -> Answer:
     """Send CONNECT and read the proxy's answer; what goes wrong meanwhile is the proxy's."""
+    connection = Connection(sock, "")
     try:
         sock.sendall(request)
         # The proxy sends nothing after its answer until we speak TLS: reading the answer
         # through a buffered file cannot swallow bytes of the tunnel.
-        response = http.client.HTTPResponse(sock, method="CONNECT")
-        response.begin()
-        return response
+        return connection.receive("CONNECT", SMALL_BODY)
     except TimeoutError as err:
         raise ProxyFailed(f"proxy {proxy.where} did not answer in {TIMEOUT:g} s") from err
-    except (OSError, http.client.HTTPException) as err:
-        reason = getattr(err, "strerror", None) or repr(err)
+    except (OSError, ProtocolError) as err:
+        reason = getattr(err, "strerror", None) or str(err) or repr(err)
         raise ProxyFailed(f"proxy {proxy.where} broke off the CONNECT: {reason}") from err
 
 
@@ -314,12 +279,3 @@ def _refusal(proxy: Proxy, status: int, reason: str, target: str) -> str:
             f"{text}; it does not allow that destination (NO_PROXY lists hosts to reach directly)"
         )
     return text
-
-
-def _read_capped(response: http.client.HTTPResponse, cap: int) -> bytes:
-    data = response.read(cap + 1)
-    if len(data) > cap:
-        raise TooLarge(cap)
-    if not response.isclosed():
-        response.read()  # drain what is left so the connection can be reused
-    return data
