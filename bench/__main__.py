@@ -36,7 +36,8 @@ def sizes(text: str) -> tuple[int, ...]:
 
 # (flag, type, default, help) of each valued option; --profile is a switch.
 OPTIONS: tuple[tuple[str, Callable[[str], Any], Any, str], ...] = (
-    ("--n", sizes, (10, 20, 50, 200), "numbers of units (default 10,20,50,200)"),
+    ("--n", sizes, (10, 20, 50, 200, 1000), "numbers of units (default 10,20,50,200,1000)"),
+    ("--podman-max-n", int, 200, "Podman is set up and measured up to this N (default 200)"),
     ("--latency-ms", float, 50.0,
      "added round-trip time behind the proxy, ms (default 50; 0: no proxy)"),
     ("--latency-n", sizes, (20, 50), "the N measured behind the proxy too (default 20,50)"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,7 +11,8 @@ from bench.launcher import Launcher
 from bench.log import log
 from bench.machine import machine_info, versions
 from bench.measure import Budget, Case, measure
-from bench.report import print_header, print_scenario, print_syscalls
+from bench.report import print_header, print_metrics_writes, print_scenario, print_syscalls
+from bench.summary import TOOLS, UPDATER_CHECK, UPDATER_RUN
 from bench.units import Units
 from bench.world import Scenario, World
 
@@ -28,6 +28,7 @@ class Plan:
     case_seconds: float
     token_n: int
     max_minutes: float
+    podman_max_n: int
     profile: bool
 
     @property
@@ -37,10 +38,8 @@ class Plan:
 
 
 def child_env_note() -> str:
-    """How the children's environment differs from ours, for the header."""
-    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
-        return "PYTHONDONTWRITEBYTECODE removed, PYTHONPYCACHEPREFIX=<workspace>/pycache"
-    return "PYTHONPYCACHEPREFIX=<workspace>/pycache"
+    """What the children's environment is, for the header."""
+    return "a service's (PATH as systemd sets it, LANG and HOME kept, nothing else of ours)"
 
 
 class Run:
@@ -68,8 +67,8 @@ class Run:
     def _start(self) -> Launcher:
         r = self.results
         r.update(machine=machine_info(), args=asdict(self.plan), child_env=child_env_note())
-        r["updater_command"] = self.world.updater_cmd
         self.world.start()
+        r["updater_command"] = self.world.updater_cmd
         launcher = self.world.launcher
         assert launcher is not None, "World.start() makes the launcher"
         r["launcher"] = {"kind": launcher.kind, "rss_floor_kb": launcher.floor_kb}
@@ -95,7 +94,7 @@ class Run:
             return
         loop = self.world.scenario("loopback")
         log(f"N={n}: setting up")
-        self.units.grow(loop, n)
+        self.units.grow(loop, n, podman=n <= self.plan.podman_max_n)
         log(f"N={n}: measuring on loopback")
         case = self._case(loop, n, 0, "loopback")
         self._add(measure(self.world, launcher, case, self._budget()))
@@ -115,11 +114,15 @@ class Run:
             counts = probes.syscalls(self.world, case)
             self.results.setdefault("syscalls", {})[str(case.n)] = counts
             print_syscalls(case.n, counts)
+        if case.n == smallest:
+            traced = probes.writes_with_metrics(self.world, case)
+            self.results["writes_with_metrics"] = traced
+            print_metrics_writes(case.n, traced)
 
     def _behind_proxy(self, launcher: Launcher, n: int) -> None:
         proxy, rtt = self.world.scenario("proxy"), self.plan.latency_ms
         log(f"N={n}: setting up behind the proxy")
-        self.units.grow(proxy, n)
+        self.units.grow(proxy, n, podman=n <= self.plan.podman_max_n)
         log(f"N={n}: measuring behind {rtt:g} ms RTT")
         case = self._case(proxy, n, rtt, f"behind {rtt:g} ms RTT")
         self._add(measure(self.world, launcher, case, self._budget()))
@@ -130,7 +133,7 @@ class Run:
             return
         token = self.world.scenario("token")
         log(f"token auth N={n}: setting up")
-        self.units.grow(token, n)
+        self.units.grow(token, n, podman=n <= self.plan.podman_max_n)
         log(f"token auth N={n}: measuring (no warm-up: run 1 is the first)")
         case = self._case(token, n, 0, "loopback, auth=token")
         self._add(measure(self.world, launcher, case, self._budget(), warm_up=False))
@@ -138,7 +141,8 @@ class Run:
     def _case(self, s: Scenario, n: int, latency_ms: float, label: str) -> Case:
         config = self.units.write_config(s, n)
         state_dir = self.world.ws / "state" / f"{s.name}-{n}-{int(latency_ms)}"
-        return Case(s, n, latency_ms, config, state_dir, label)
+        tools = TOOLS if n <= self.plan.podman_max_n else (UPDATER_CHECK, UPDATER_RUN)
+        return Case(s, n, latency_ms, config, state_dir, label, tools)
 
     def _budget(self) -> Budget:
         return Budget(self.plan.repeat, self.plan.case_seconds, self.deadline)

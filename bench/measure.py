@@ -26,6 +26,7 @@ class Case:
     config: Path
     state_dir: Path
     label: str
+    tools: tuple[str, ...] = TOOLS  # Podman is left out above --podman-max-n
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def measure(
         world.proxy.rtt = case.latency_ms / 1000 if case.scenario.name == "proxy" else 0.0
     try:
         if warm_up:  # fills the page cache and, for run, the state directory; not counted
-            for tool in TOOLS:
+            for tool in case.tools:
                 sample(world, launcher, tool, case)
         samples = _rounds(world, launcher, case, budget)
     finally:
@@ -127,13 +128,15 @@ def _rounds(
     samples: dict[str, list[Sample]] = {t: [] for t in TOOLS}
     spent = dict.fromkeys(TOOLS, 0.0)
     for i in range(budget.repeat):
-        for tool in TOOLS:
+        for tool in case.tools:
             if budget.enough(len(samples[tool]), spent[tool]):
                 continue
             got = sample(world, launcher, tool, case)
             samples[tool].append(got)
             spent[tool] += got.wall
         if i == 0:
-            walls = (f"{t.split()[0]} {t.split()[1]} {samples[t][-1].wall:.3f} s" for t in TOOLS)
+            walls = (
+                f"{t.split()[0]} {t.split()[1]} {samples[t][-1].wall:.3f} s" for t in case.tools
+            )
             log("  first round: " + ", ".join(walls))
     return samples

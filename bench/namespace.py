@@ -1,4 +1,5 @@
-"""A private mount namespace: /run, /var/lib/containers and /etc/containers of our own."""
+"""A private mount namespace: /run, /var/lib/containers, /etc/containers and /var/cache/updater
+of our own."""
 
 from __future__ import annotations
 
@@ -72,6 +73,9 @@ class Namespace:
             )
         self.etc_containers.mkdir(exist_ok=True)
         self._bind(self.etc_containers, Path("/etc/containers"))
+        cache = self.workspace / "updater-cache"  # the installed launcher's bytecode
+        cache.mkdir()
+        self._bind(cache, Path("/var/cache/updater"))
 
     def _unshare(self) -> None:
         # Threads would stay in the old namespace: unshare affects the calling thread only.
@@ -113,7 +117,7 @@ class Namespace:
         """Unmount the host paths we covered and remove the mount points we created."""
         if not self.entered:
             return
-        for target in ("/etc/containers", "/var/lib/containers"):
+        for target in ("/var/cache/updater", "/etc/containers", "/var/lib/containers"):
             umount(target)
         for directory in reversed(self.created_dirs):
             with contextlib.suppress(OSError):

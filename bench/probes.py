@@ -9,33 +9,44 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from bench import installed
 from bench.launcher import CHILD_TIMEOUT, Launcher
 from bench.measure import Case, command
-from bench.summary import TOOLS, UPDATER_CHECK, UPDATER_RUN
+from bench.summary import UPDATER_CHECK, UPDATER_RUN
 from bench.world import World
 
-BASELINES = {
-    "python3 -c pass": [sys.executable, "-c", "pass"],
-    "python3 -S -c pass": [sys.executable, "-S", "-c", "pass"],
-}
-TRACED = "trace=fsync,fdatasync,connect,execve,rename,renameat,renameat2"
+TRACED = "trace=fsync,fdatasync,connect,execve,rename,renameat,renameat2,open,openat"
+_CALL = re.compile(r"^(?:\d+ +)?(\w+)\(")  # a call's first line (not "<... resumed>")
+_OPENED = re.compile(
+    r'^(?:\d+ +)?(?:openat\(\w+, |open\(|creat\()"([^"]*)", ?([A-Z_|]*).* = (-?\d+)'
+)
+_RENAMED = re.compile(r'^(?:\d+ +)?rename(?:at2?)?\((?:\w+, )?"[^"]*", (?:\w+, )?"([^"]*)".* = 0')
+# Opened to write: a file opened read-write and created if missing (a lock file) writes nothing.
+_WRITE_FLAGS = {"O_WRONLY", "O_TRUNC", "O_APPEND", "O_EXCL"}
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
-_STRACE_ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$")
 
 # An importtime row: self µs, cumulative µs, depth, module, and the top-level import it is under.
 Row = tuple[int, int, int, str, str]
 
 
+def baselines(world: World) -> dict[str, list[str]]:
+    """Starting the installed updater's Python: as the launcher starts it, and with site."""
+    python = installed.interpreter(world.installed)
+    return {
+        f"{python} -I -S -c pass": [python, "-I", "-S", "-c", "pass"],
+        f"{python} -c pass": [python, "-c", "pass"],
+    }
+
+
 def python_baseline(world: World, launcher: Launcher, repeat: int) -> dict[str, Any]:
-    """What starting this Python costs, with and without site (.pth files and all)."""
+    """What starting that Python costs, isolated (as the launcher does) and with site."""
     out = {}
     env = world.child_env()
-    for label, cmd in BASELINES.items():
-        launcher.run(cmd, env)  # warm-up: writes the .pyc files
+    for label, cmd in baselines(world).items():
+        launcher.run(cmd, env)  # warm-up
         runs = [launcher.run(cmd, env) for _ in range(max(3, repeat))]
         out[label] = {
             "wall_median_s": statistics.median(r.wall for r in runs),
@@ -46,17 +57,15 @@ def python_baseline(world: World, launcher: Launcher, repeat: int) -> dict[str, 
 
 
 def updater_source(world: World) -> str:
-    """Where the measured commands import `updater` from (this checkout, we expect)."""
-    cmd = [sys.executable, "-c", "import updater; print(updater.__file__)"]
-    done = subprocess.run(cmd, env=world.child_env(), capture_output=True, text=True, timeout=60)
-    return str(Path(done.stdout.strip()).parent) if done.returncode == 0 else done.stderr[-300:]
+    """Where the measured commands import `updater` from: the installed lib/."""
+    return str(world.installed / "lib")
 
 
 def importtime(world: World, launcher: Launcher, case: Case) -> dict[str, Any]:
-    """`python3 -X importtime -m updater check`: where start-up time goes."""
+    """The installed updater's `check` under -X importtime: where start-up time goes."""
     state_dir = world.ws / "state" / "importtime"
-    cmd = [sys.executable, "-X", "importtime", "-m", "updater", "--config", str(case.config),
-           "--state-dir", str(state_dir), "check"]  # fmt: skip
+    cmd = [*installed.python_command(world.installed, "-X", "importtime"),
+           "--config", str(case.config), "--state-dir", str(state_dir), "check"]  # fmt: skip
     run = launcher.run(cmd, world.child_env())
     rows = import_rows(run.stderr)
     top_level = sorted((r for r in rows if r[2] == 0), key=lambda r: -r[1])
@@ -112,12 +121,16 @@ def _updater_imports(rows: list[Row]) -> dict[str, Any]:
 
 
 def profile(world: World, launcher: Launcher, case: Case) -> dict[str, str]:
-    """`python3 -m cProfile -m updater check|run` once each (--profile): where the CPU goes."""
+    """The installed updater's `check` and `run` under cProfile once each (--profile)."""
     out = {}
+    entry = world.ws / "profile-entry.py"  # cProfile runs a script: the launcher's exec, as one
+    entry.write_text(installed.BOOTSTRAP + "\n")
+    python = installed.interpreter(world.installed)
     for tool, sub in ((UPDATER_CHECK, "check"), (UPDATER_RUN, "run")):
         stats_file = world.ws / f"profile-{sub}.pstats"
-        cmd = [sys.executable, "-m", "cProfile", "-o", str(stats_file), "-m", "updater",
-               "--config", str(case.config), "--state-dir", str(case.state_dir), sub]  # fmt: skip
+        cmd = [python, "-I", "-S", "-m", "cProfile", "-o", str(stats_file), str(entry),
+               str(world.installed / "lib"), "--config", str(case.config),
+               "--state-dir", str(case.state_dir), sub]  # fmt: skip
         launcher.run(cmd, world.child_env())
         out[tool] = _profile_text(stats_file)
     return out
@@ -135,26 +148,58 @@ def _profile_text(stats_file: Path) -> str:
 
 
 def syscalls(world: World, case: Case) -> dict[str, Any]:
-    """One extra run of each tool under `strace -f -c` (not timed): fsyncs, connects."""
-    strace = shutil.which("strace")
-    if not strace:
+    """One extra run of each tool under `strace -f` (not timed): fsyncs, connects, renames,
+    and the files it opened for writing."""
+    if not shutil.which("strace"):
         return {"skipped": "strace not installed"}
-    report = world.ws / "strace.txt"
-    out = {}
-    for tool in TOOLS:
-        traced = [strace, "-f", "-qq", "-c", "-o", str(report), "-e", TRACED,
-                  *command(world, tool, case)]  # fmt: skip
-        env = world.child_env(case.scenario.auth_file)
-        subprocess.run(traced, env=env, capture_output=True, timeout=CHILD_TIMEOUT)
-        out[tool] = _strace_counts(report)
-    return out
+    return {tool: traced(world, case, command(world, tool, case)) for tool in case.tools}
 
 
-def _strace_counts(report: Path) -> dict[str, int]:
+def writes_with_metrics(world: World, case: Case) -> dict[str, Any]:
+    """An idle `updater run` with a metrics file configured, after one warm-up: what it writes."""
+    if not shutil.which("strace"):
+        return {"skipped": "strace not installed"}
+    metrics = world.ws / "metrics" / f"updater-{case.n}.prom"
+    metrics.parent.mkdir(exist_ok=True)
+    config = case.config.with_name(f"{case.config.stem}-metrics.toml")
+    config.write_text(case.config.read_text() + f'\n[metrics]\npath = "{metrics}"\n')
+    state_dir = world.ws / "state" / f"metrics-{case.n}"
+    cmd = [*world.updater_cmd, "--config", str(config), "--state-dir", str(state_dir), "run"]
+    env = world.child_env(case.scenario.auth_file)
+    subprocess.run(cmd, env=env, capture_output=True, timeout=CHILD_TIMEOUT)  # the warm-up
+    return traced(world, case, cmd)
+
+
+def traced(world: World, case: Case, cmd: list[str]) -> dict[str, Any]:
+    """`cmd` once under strace: calls by name, and the files written (opened to write, or
+    renamed into place), the workspace written as <ws>."""
+    trace = world.ws / "strace.txt"
+    strace = ["strace", "-f", "-qq", "-o", str(trace), "-e", TRACED, *cmd]
+    env = world.child_env(case.scenario.auth_file)
+    subprocess.run(strace, env=env, capture_output=True, timeout=CHILD_TIMEOUT)
     counts: dict[str, int] = {}
+    written: set[str] = set()
+    read_write: set[str] = set()
     with contextlib.suppress(OSError):
-        for line in report.read_text().splitlines():
-            m = _STRACE_ROW.match(line)
-            if m and m[2] != "total":
-                counts[m[2]] = int(m[1])
-    return counts
+        for line in trace.read_text().splitlines():
+            call = _CALL.match(line)
+            if call:
+                counts[call[1]] = counts.get(call[1], 0) + 1
+            opened, renamed = _OPENED.match(line), _RENAMED.match(line)
+            if opened and int(opened[3]) >= 0:
+                flags = set(opened[2].split("|"))
+                if flags & _WRITE_FLAGS:
+                    written.add(opened[1])
+                elif "O_RDWR" in flags:
+                    read_write.add(opened[1])
+            if renamed:
+                written.add(renamed[1])
+    return {
+        "counts": counts,
+        "written": _shown(world, written),
+        "read_write": _shown(world, read_write),
+    }
+
+
+def _shown(world: World, paths: set[str]) -> list[str]:
+    return sorted(p.replace(str(world.ws), "<ws>") for p in paths if not p.startswith("/dev/"))

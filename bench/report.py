@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.summary import TOOLS
+from bench.summary import TOOLS, UPDATER_RUN
 from bench.targets import targets
 
 HEADER = ("tool", "wall med", "wall min", "CPU med", "peak RSS", "HEAD", "GET", "other", "401s",
@@ -126,29 +126,49 @@ def _print_notes(tools: dict[str, Any]) -> None:
 
 
 def print_syscalls(n: int, counts: dict[str, Any]) -> None:
-    """The syscall counts of one run of each tool."""
+    """The syscall counts of one run of each tool, and what each wrote."""
     if "skipped" in counts:
         print(f"\nsyscalls at N={n}: {counts['skipped']}")
         return
     print(
-        f"\nsyscalls of one run each under strace -f -c, N={n} (loopback; connect counts "
+        f"\nsyscalls of one run each under strace -f, N={n} (loopback; connect counts "
         "the Docker socket too):"
     )
-    for tool, c in counts.items():
-        renames = sum(v for k, v in c.items() if k.startswith("rename"))
-        print(
-            f"  {tool}: fsync {c.get('fsync', 0) + c.get('fdatasync', 0)}, connect "
-            f"{c.get('connect', 0)}, execve {c.get('execve', 0)}, rename {renames}"
-        )
+    for tool, traced in counts.items():
+        print(f"  {tool}: {_calls(traced)}")
     sys.stdout.flush()
+
+
+def print_metrics_writes(n: int, traced: dict[str, Any]) -> None:
+    """What an idle run writes when a metrics file is configured."""
+    if "skipped" in traced:
+        return
+    print(f"  updater run (idle) with [metrics] path, N={n}: {_calls(traced)}")
+
+
+def _calls(traced: dict[str, Any]) -> str:
+    c = traced["counts"]
+    renames = sum(v for k, v in c.items() if k.startswith("rename"))
+    return (
+        f"fsync {c.get('fsync', 0) + c.get('fdatasync', 0)}, rename {renames}, connect "
+        f"{c.get('connect', 0)}, execve {c.get('execve', 0)}; opened to write (O_WRONLY, "
+        f"O_TRUNC, O_APPEND, O_EXCL) or renamed into place: {_paths(traced['written'])}; "
+        f"opened O_RDWR (e.g. to lock): {_paths(traced.get('read_write', []))}"
+    )
+
+
+def _paths(paths: list[str], shown: int = 3) -> str:
+    if not paths:
+        return "none"
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    return ", ".join(paths[:shown]) + more
 
 
 def _print_importtime(imp: dict[str, Any], n: int) -> None:
     print(
-        f"\n`python3 -X importtime -m updater check` (N={n}): imports "
-        f"{imp['total_import_us'] / 1000:.0f} ms under importtime: site (this environment's "
-        f".pth hooks) {imp['site_us'] / 1000:.0f} ms, the updater's own imports "
-        f"{imp['updater_us'] / 1000:.0f} ms; that run's CPU {imp['cpu_s']:.3f} s"
+        f"\nthe installed `updater check` under -X importtime (N={n}): imports "
+        f"{imp['total_import_us'] / 1000:.0f} ms under importtime, the updater's "
+        f"{imp['updater_us'] / 1000:.0f} ms of them; that run's CPU {imp['cpu_s']:.3f} s"
     )
     print("  the updater's imports, costliest dependencies (cumulative, where first imported):")
     for row in imp["updater_dependencies_by_cumulative"][:12]:
@@ -158,11 +178,35 @@ def _print_importtime(imp: dict[str, Any], n: int) -> None:
         print(f"  {row['self_us'] / 1000:7.1f} ms  {row['module']}")
 
 
+def print_growth(results: dict[str, Any]) -> None:
+    """How an idle run's cost grows with N on loopback: per unit, and per unit added."""
+    rows: list[tuple[str, ...]] = [
+        ("N", "wall", "CPU", "peak RSS", "HEAD", "CPU/unit", "CPU/added unit", "wall/unit")
+    ]
+    cases = sorted((r for r in results["scenarios"] if r["scenario"] == "loopback"),
+                   key=lambda r: r["n"])  # fmt: skip
+    last: tuple[int, float] | None = None
+    for r in cases:
+        s = r["tools"][UPDATER_RUN]
+        if not s.get("runs") or not r["n"]:
+            continue
+        n, cpu, wall = r["n"], s["cpu_median_s"], s["wall_median_s"]
+        added = f"{(cpu - last[1]) / (n - last[0]) * 1000:.2f} ms" if last else "-"
+        rows.append((str(n), f"{wall:.3f} s", f"{cpu:.3f} s", f"{s['peak_rss_max_mb']:.1f} MB",
+                     f"{s['requests_median'].get('HEAD', 0):g}", f"{cpu / n * 1000:.2f} ms",
+                     added, f"{wall / n * 1000:.2f} ms"))  # fmt: skip
+        last = (n, cpu)
+    if len(rows) > 1:
+        print("\nupdater run (idle) on loopback, as N grows:")
+        print_table(rows)
+
+
 def print_footer(results: dict[str, Any], results_file: Path) -> None:
-    """importtime, the targets, how long it all took and the load average at the end."""
+    """Growth, importtime, the targets, how long it all took and the load average at the end."""
+    print_growth(results)
     if results.get("importtime"):
         _print_importtime(results["importtime"], min(results["args"]["n"]))
-    print("\ntargets (issue 5):")
+    print("\ntargets (issues 16 and 5):")
     for line in targets(results):
         print(f"  {line}")
     for skipped in results.get("skipped", []):

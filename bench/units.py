@@ -37,15 +37,17 @@ class Units:
         self.done: Counter[str] = Counter()  # "<what>/<scenario or repository>": how many
         engine.BEHAVIOURS.setdefault(IDLE, IDLE_CMD)
 
-    def grow(self, s: Scenario, n: int) -> None:
-        """Make the scenario's first n images, Docker containers and Podman containers exist."""
+    def grow(self, s: Scenario, n: int, *, podman: bool = True) -> None:
+        """Make the scenario's first n images, Docker containers and (with `podman`) Podman
+        containers exist."""
         # Images are per repository: the proxy scenario reuses the loopback one's.
         self._each(f"image/{s.repo_prefix}", s, n, self._build_and_push, "images built and pushed")
         if s.name == "proxy":
             self._each("proxy", s, n, self._push_to_proxy, "tagged and pushed")
         else:
             self._each(f"docker/{s.name}", s, n, self._docker_run, "docker run -d")
-        self._each(f"podman/{s.name}", s, n, self._podman_run, "podman run -d")
+        if podman:
+            self._each(f"podman/{s.name}", s, n, self._podman_run, "podman run -d")
 
     def _each(
         self, key: str, s: Scenario, n: int, fn: Callable[[Scenario, int], None], what: str

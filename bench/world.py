@@ -8,24 +8,25 @@ import json
 import os
 import shutil
 import signal
-import sys
-import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import installed
 from bench.dbus import DummySystemdBus
 from bench.delay import DelayProxy
 from bench.launcher import Launcher
 from bench.log import log
 from bench.namespace import Namespace, mounts_under, umount
 from bench.podman import PodmanRoot
-from testbed import PROJECT
 from testbed.engine import Dockerd
 from testbed.registry import DEFAULT_USERS, Registry
 
-# What the children must not inherit: the caller's systemd context and updater settings.
-_DROPPED_ENV = ("NOTIFY_SOCKET", "JOURNAL_STREAM", "UPDATER_CONFIG", "UPDATER_STATE_DIR")
+# What the children inherit from us: what systemd gives a service (its own PATH, the locale),
+# and HOME, which Podman reads. Nothing else: a shell's SSL_CERT_FILE or PYTHON* variables would
+# change what is measured.
+_KEPT_ENV = ("PATH", "LANG", "HOME")
+SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # systemd's
 
 
 def token_user() -> tuple[str, str]:
@@ -69,11 +70,14 @@ class World:
         self.scenarios: dict[str, Scenario] = {}
         self.docker_config_dir = workspace / "docker-config"
         self.token_config_dir = workspace / "docker-config-token"
-        self.updater_cmd = updater_command()
+        self._prefix: Path | None = None  # the installed updater (start() installs it)
+        self.updater_cmd: list[str] = []
 
     def start(self) -> None:
         """Enter the namespace, then start the bus, registries, dockerd and proxy."""
         self.namespace.enter()
+        self._prefix = installed.install(self.ws)
+        self.updater_cmd = [str(self._prefix / "bin/updater")]
         self.launcher = Launcher(self.ws, self.child_env())
         self._write_docker_configs()
         if not self.namespace.real_systemd:
@@ -104,6 +108,12 @@ class World:
         (self.token_config_dir / "config.json").write_text(json.dumps({"auths": auths}))
 
     @property
+    def installed(self) -> Path:
+        """The prefix install.sh laid out (after start())."""
+        assert self._prefix is not None, "World.start() installs the updater"
+        return self._prefix
+
+    @property
     def systemd_bus(self) -> str:
         """Which /run/systemd/private Podman talks to."""
         if self.bus is None:
@@ -111,26 +121,15 @@ class World:
         return "dummy /run/systemd/private (bench)"
 
     def child_env(self, auth_file: Path | None = None) -> dict[str, str]:
-        """The environment of every command we start: this checkout's updater, our engine.
+        """The environment of every command we start, as systemd would give a service, with
+        our engine and a Docker config.
 
         `auth_file` (a Docker config.json, default an empty one) is what both tools log in with.
         """
         auth_file = auth_file or self.docker_config_dir / "config.json"
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in _DROPPED_ENV and not k.lower().endswith("_proxy")
-        }
+        env = {k: os.environ[k] for k in _KEPT_ENV if k in os.environ}
+        env["PATH"] = SERVICE_PATH
         env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-        # The installed console script may belong to another checkout (an editable install
-        # points wherever it was made): this checkout comes first on the path.
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
-        # An installed updater runs from compiled bytecode (pip writes the .pyc files). This
-        # environment may set PYTHONDONTWRITEBYTECODE=1, which would make every run compile the
-        # updater's modules again (~30 ms CPU); the .pyc files go to the workspace instead of
-        # the source tree.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(self.ws / "pycache")
         env["DOCKER_CONFIG"] = str(auth_file.parent)
         env["REGISTRY_AUTH_FILE"] = str(auth_file)
         env["DOCKER_HOST"] = self.dockerd.host
@@ -182,14 +181,6 @@ class World:
                 self.dockerd.docker("rm", "-f", *ids, check=False)
         with contextlib.suppress(Exception):
             self.dockerd.stop()
-
-
-def updater_command() -> list[str]:
-    """The installed console script (not a pyenv shim), else `python3 -m updater`."""
-    script = Path(sysconfig.get_path("scripts")) / "updater"
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    return [sys.executable, "-m", "updater"]
 
 
 def kill_leftovers(workspace: Path) -> None:
