@@ -127,7 +127,7 @@ class Pool:
     ) -> Answer:
         method, target, body, headers = message
         for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile
-            connection, reused = self._take(origin, proxy, context)
+            connection, reused = self._take(origin, proxy, context, fresh=attempt == 2)
             try:
                 answer = connection.exchange(method, target, headers, cap, body)
             except (Closed, BrokenPipeError, ConnectionResetError):
@@ -166,11 +166,16 @@ class Pool:
         return proxy
 
     def _take(
-        self, origin: tuple[str, str], proxy: Proxy | None, context: ssl.SSLContext | None
+        self,
+        origin: tuple[str, str],
+        proxy: Proxy | None,
+        context: ssl.SSLContext | None,
+        fresh: bool = False,
     ) -> tuple[Connection, bool]:
+        """An idle connection to `origin`, else (or when `fresh`: a retry) a new one."""
         with self._lock:
             idle = self._idle.get(origin)
-            if idle:
+            if idle and not fresh:
                 return idle.pop(), True
         scheme, netloc = origin
         name, port = split_host(netloc)
