@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import pstats
 import re
@@ -17,15 +16,8 @@ from bench.launcher import CHILD_TIMEOUT, Launcher
 from bench.measure import Case, command
 from bench.summary import UPDATER_CHECK, UPDATER_RUN
 from bench.world import World
+from testbed import strace
 
-TRACED = "trace=fsync,fdatasync,connect,execve,rename,renameat,renameat2,open,openat"
-_CALL = re.compile(r"^(?:\d+ +)?(\w+)\(")  # a call's first line (not "<... resumed>")
-_OPENED = re.compile(
-    r'^(?:\d+ +)?(?:openat\(\w+, |open\(|creat\()"([^"]*)", ?([A-Z_|]*).* = (-?\d+)'
-)
-_RENAMED = re.compile(r'^(?:\d+ +)?rename(?:at2?)?\((?:\w+, )?"[^"]*", (?:\w+, )?"([^"]*)".* = 0')
-# Opened to write: a file opened read-write and created if missing (a lock file) writes nothing.
-_WRITE_FLAGS = {"O_WRONLY", "O_TRUNC", "O_APPEND", "O_EXCL"}
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 # An importtime row: self µs, cumulative µs, depth, module, and the top-level import it is under.
@@ -172,34 +164,14 @@ def writes_with_metrics(world: World, case: Case) -> dict[str, Any]:
 
 def traced(world: World, case: Case, cmd: list[str]) -> dict[str, Any]:
     """`cmd` once under strace: calls by name, and the files written (opened to write, or
-    renamed into place), the workspace written as <ws>."""
-    trace = world.ws / "strace.txt"
-    strace = ["strace", "-f", "-qq", "-o", str(trace), "-e", TRACED, *cmd]
-    env = world.child_env(case.scenario.auth_file)
-    subprocess.run(strace, env=env, capture_output=True, timeout=CHILD_TIMEOUT)
-    counts: dict[str, int] = {}
-    written: set[str] = set()
-    read_write: set[str] = set()
-    with contextlib.suppress(OSError):
-        for line in trace.read_text().splitlines():
-            call = _CALL.match(line)
-            if call:
-                counts[call[1]] = counts.get(call[1], 0) + 1
-            opened, renamed = _OPENED.match(line), _RENAMED.match(line)
-            if opened and int(opened[3]) >= 0:
-                flags = set(opened[2].split("|"))
-                if flags & _WRITE_FLAGS:
-                    written.add(opened[1])
-                elif "O_RDWR" in flags:
-                    read_write.add(opened[1])
-            if renamed:
-                written.add(renamed[1])
+    renamed into place) and opened read-write, the workspace written as <ws>."""
+    found = strace.trace(cmd, world.child_env(case.scenario.auth_file), world.ws / "strace.txt")
+
+    def shown(paths: tuple[str, ...]) -> list[str]:
+        return [p.replace(str(world.ws), "<ws>") for p in paths]
+
     return {
-        "counts": counts,
-        "written": _shown(world, written),
-        "read_write": _shown(world, read_write),
+        "counts": dict(found.counts),
+        "written": shown(found.written),
+        "read_write": shown(found.read_write),
     }
-
-
-def _shown(world: World, paths: set[str]) -> list[str]:
-    return sorted(p.replace(str(world.ws), "<ws>") for p in paths if not p.startswith("/dev/"))
