@@ -6,7 +6,6 @@ import io
 import json
 import os
 import socket
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -16,7 +15,7 @@ from urllib.parse import quote
 from updater.errors import EngineError, UpdaterError
 from updater.reference import Reference
 from updater.reference import parse as parse_reference
-from updater.wire import Answer, Closed, Connection, ProtocolError, TooLarge
+from updater.wire import Connection, Pool, ProtocolError, TooLarge
 
 TIMEOUT = 60  # seconds; also bounds a pull that stops receiving data
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -102,8 +101,7 @@ class Engine:
             self.where.removeprefix("unix://") if self.where.startswith("unix://") else None
         )
         self._sdk: Any = None
-        self._idle: list[Connection] = []  # kept-alive connections to the socket, for any thread
-        self._lock = threading.Lock()
+        self.connections = Pool(self._connect)  # kept alive to the socket, for every thread
 
     @property
     def api(self) -> Any:
@@ -120,10 +118,7 @@ class Engine:
         return self._sdk.api
 
     def close(self) -> None:
-        with self._lock:
-            for connection in self._idle:
-                connection.close()
-            self._idle.clear()
+        self.connections.close()
         if self._sdk is not None:
             self._sdk.close()
 
@@ -146,7 +141,7 @@ class Engine:
 
     def _get(self, path: str, what: str) -> tuple[int, Any]:
         try:
-            answer = self._exchange(path)
+            answer = self.connections.exchange("GET", path, {}, ANSWER_CAP)
         except TimeoutError as err:
             late = f"the Docker engine did not answer within {self.timeout} s"
             raise EngineError(f"{what}: {late}") from err
@@ -158,31 +153,6 @@ class Engine:
             return answer.status, json.loads(answer.body)
         except ValueError:
             return answer.status, answer.body[:200].decode(errors="replace")
-
-    def _exchange(self, path: str) -> Answer:
-        """GET `path` on a kept-alive connection, or a new one if the engine closed it."""
-        for attempt in (1, 2):
-            with self._lock:  # a retry dials anew: the other idle ones may be as stale
-                connection = self._idle.pop() if self._idle and attempt == 1 else None
-            reused = connection is not None
-            connection = connection or self._connect()
-            try:
-                answer = connection.exchange("GET", path, {}, ANSWER_CAP)
-            except (Closed, BrokenPipeError, ConnectionResetError):
-                connection.close()
-                if reused and attempt == 1:
-                    continue
-                raise
-            except BaseException:
-                connection.close()
-                raise
-            if connection.reusable:
-                with self._lock:
-                    self._idle.append(connection)
-            else:
-                connection.close()
-            return answer
-        raise AssertionError("unreachable")
 
     def _connect(self) -> Connection:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

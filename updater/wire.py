@@ -9,6 +9,8 @@ of each answer through it; this is the part of HTTP the updater speaks, with its
 from __future__ import annotations
 
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_LINE = 64 * 1024  # a status, header or chunk-size line (http.client's limit too)
@@ -176,6 +178,54 @@ class Connection:
         if len(data) < n:
             raise ProtocolError(f"the connection ended {n - len(data)} bytes before the body did")
         return data
+
+
+class Pool:
+    """Kept-alive connections to one server, shared by threads: an exchange takes an idle one or
+    dials (`dial`); one the server closed meanwhile is retried once, on a new connection."""
+
+    def __init__(self, dial: Callable[[], Connection]) -> None:
+        self._dial = dial
+        self._idle: list[Connection] = []
+        self._lock = threading.Lock()
+
+    @property
+    def idle(self) -> int:
+        """How many connections wait for the next exchange."""
+        return len(self._idle)
+
+    def exchange(
+        self, method: str, target: str, headers: dict[str, str], cap: int, body: bytes | None = None
+    ) -> Answer:
+        """`Connection.exchange` on a pooled connection."""
+        for attempt in (1, 2):
+            with self._lock:  # a retry dials anew: the other idle ones may be as stale
+                connection = self._idle.pop() if self._idle and attempt == 1 else None
+            reused = connection is not None
+            connection = connection or self._dial()
+            try:
+                answer = connection.exchange(method, target, headers, cap, body)
+            except (Closed, BrokenPipeError, ConnectionResetError):
+                connection.close()
+                if reused:
+                    continue
+                raise
+            except BaseException:
+                connection.close()
+                raise
+            if connection.reusable:
+                with self._lock:
+                    self._idle.append(connection)
+            else:
+                connection.close()
+            return answer
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._idle:
+                connection.close()
+            self._idle.clear()
 
 
 def _digits(text: str) -> bool:

@@ -28,12 +28,12 @@ def test_reads_share_one_connection_and_survive_an_engine_restart(own_dockerd, m
     try:
         for _ in range(5):
             assert engine.container("missing") is None
-        assert len(engine._idle) == 1  # one connection, kept alive between the five reads
+        assert engine.connections.idle == 1  # one connection, kept alive between the five reads
 
         own_dockerd.stop()
         own_dockerd.start()  # the kept-alive connection is dead now
         assert engine.container("missing") is None  # redialled, no error
-        assert len(engine._idle) == 1
+        assert engine.connections.idle == 1
     finally:
         engine.close()
-    assert not engine._idle
+    assert engine.connections.idle == 0

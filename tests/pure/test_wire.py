@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from updater.wire import MAX_FIELDS, Closed, Connection, ProtocolError, TooLarge
+from updater.wire import MAX_FIELDS, Closed, Connection, Pool, ProtocolError, TooLarge
 
 
 def served(answer: bytes, *, close: bool = True) -> tuple[Connection, list[bytes]]:
@@ -183,3 +183,26 @@ def test_a_kept_alive_connection_carries_the_next_request():
     assert connection.exchange("GET", "/1", {}, 100).body == b"one"
     assert connection.exchange("GET", "/2", {}, 100).body == b"two"
     connection.close()
+
+
+def test_a_pool_keeps_a_connection_and_redials_once_the_server_closed_it():
+    dialled: list[Connection] = []
+
+    def dial() -> Connection:
+        connection, _ = served(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", close=True)
+        dialled.append(connection)
+        return connection
+
+    pool = Pool(dial)
+    assert pool.exchange("GET", "/", {}, 100).body == b"ok"
+    assert pool.idle == 1  # framed and HTTP/1.1: kept for the next exchange
+    assert pool.exchange("GET", "/", {}, 100).body == b"ok"  # that server had gone: redialled
+    assert len(dialled) == 2
+    pool.close()
+    assert pool.idle == 0
+
+
+def test_a_pool_does_not_retry_a_new_connection():
+    pool = Pool(lambda: served(b"")[0])
+    with pytest.raises(Closed):
+        pool.exchange("GET", "/", {}, 100)

@@ -14,13 +14,15 @@ import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from urllib.parse import urlsplit
 
 from updater import __version__
 from updater.errors import RegistryError
 from updater.registry.hosts import split_host
 from updater.registry.proxy import Proxies, Proxy
-from updater.wire import Answer, Closed, Connection, ProtocolError, TooLarge
+from updater.wire import Answer, Connection, ProtocolError, TooLarge
+from updater.wire import Pool as Connections
 
 TIMEOUT = 10.0  # seconds for each connect and each read: a run must end well inside its unit's
 SMALL_BODY = 64 * 1024  # error and token answers
@@ -90,7 +92,8 @@ class Pool:
 
     def __init__(self, proxies: Proxies) -> None:
         self.proxies = proxies
-        self._idle: dict[tuple[str, str], list[Connection]] = {}
+        # By origin and TLS context: two registries may trust one token server differently.
+        self._origins: dict[tuple[str, str, ssl.SSLContext | None], Connections] = {}
         self._lock = threading.Lock()
 
     def request(
@@ -112,35 +115,16 @@ class Pool:
             target = f"http://{parts.netloc}{target}"  # the absolute form a proxy forwards
             if proxy.authorization:
                 headers["Proxy-Authorization"] = proxy.authorization
-        answer = self._exchange(origin, proxy, context, (method, target, body, headers), cap)
+        with self._lock:
+            key = (*origin, context)
+            connections = self._origins.get(key)
+            if connections is None:
+                dial = partial(_dial_origin, origin, proxy, context)
+                connections = self._origins[key] = Connections(dial)
+        answer = connections.exchange(method, target, headers, cap, body)
         if proxy is not None and parts.scheme == "http" and answer.status in _PROXY_ERRORS:
             raise ProxyFailed(_refusal(proxy, answer.status, answer.reason, parts.netloc))
         return answer
-
-    def _exchange(
-        self,
-        origin: tuple[str, str],
-        proxy: Proxy | None,
-        context: ssl.SSLContext | None,
-        message: tuple[str, str, bytes | None, dict[str, str]],
-        cap: int,
-    ) -> Answer:
-        method, target, body, headers = message
-        for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile
-            connection, reused = self._take(origin, proxy, context, fresh=attempt == 2)
-            try:
-                answer = connection.exchange(method, target, headers, cap, body)
-            except (Closed, BrokenPipeError, ConnectionResetError):
-                connection.close()
-                if reused and attempt == 1:
-                    continue
-                raise
-            except BaseException:
-                connection.close()
-                raise
-            self._give_back(origin, connection)
-            return answer
-        raise AssertionError("unreachable")
 
     def speaks_tls(self, netloc: str) -> bool:
         """Whether the server answers a TLS handshake (a plain-HTTP registry does not).
@@ -165,44 +149,29 @@ class Pool:
             raise ProxyFailed(proxy.problem)
         return proxy
 
-    def _take(
-        self,
-        origin: tuple[str, str],
-        proxy: Proxy | None,
-        context: ssl.SSLContext | None,
-        fresh: bool = False,
-    ) -> tuple[Connection, bool]:
-        """An idle connection to `origin`, else (or when `fresh`: a retry) a new one."""
-        with self._lock:
-            idle = self._idle.get(origin)
-            if idle and not fresh:
-                return idle.pop(), True
-        scheme, netloc = origin
-        name, port = split_host(netloc)
-        default = 443 if scheme == "https" else 80
-        if proxy is not None and scheme == "https":
-            sock = _tunnel(proxy, name, port or default)
-        elif proxy is not None:
-            sock = _dial_proxy(proxy)  # plain http: the requests carry absolute URIs
-        else:
-            sock = _dial(name, port or default)
-        if scheme == "https":
-            sock = _tls(sock, name, context)
-        return Connection(sock, netloc), False
-
-    def _give_back(self, origin: tuple[str, str], connection: Connection) -> None:
-        if not connection.reusable:
-            connection.close()
-            return
-        with self._lock:
-            self._idle.setdefault(origin, []).append(connection)
-
     def close(self) -> None:
         with self._lock:
-            for connections in self._idle.values():
-                for connection in connections:
-                    connection.close()
-            self._idle.clear()
+            for connections in self._origins.values():
+                connections.close()
+            self._origins.clear()
+
+
+def _dial_origin(
+    origin: tuple[str, str], proxy: Proxy | None, context: ssl.SSLContext | None
+) -> Connection:
+    """A new connection to `origin`: direct, or through the proxy (tunnelled for https)."""
+    scheme, netloc = origin
+    name, port = split_host(netloc)
+    default = 443 if scheme == "https" else 80
+    if proxy is not None and scheme == "https":
+        sock = _tunnel(proxy, name, port or default)
+    elif proxy is not None:
+        sock = _dial_proxy(proxy)  # plain http: the requests carry absolute URIs
+    else:
+        sock = _dial(name, port or default)
+    if scheme == "https":
+        sock = _tls(sock, name, context)
+    return Connection(sock, netloc)
 
 
 def _tls(sock: socket.socket, name: str, context: ssl.SSLContext | None) -> ssl.SSLSocket:
