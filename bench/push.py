@@ -31,7 +31,7 @@ from typing import Any
 from bench.log import log
 from bench.machine import machine_info, versions
 from bench.namespace import mounts_under, umount
-from bench.report import print_table
+from bench.report import print_machine, print_table
 from testbed import PROJECT
 from testbed.apps import App, configure
 from testbed.engine import Dockerd
@@ -456,13 +456,7 @@ def _s(value: float) -> str:
 
 def print_results(results: dict[str, Any]) -> None:
     """The header, a row per mode, then a row per push."""
-    m = results["machine"]
-    print(f"push to running, {m['date_utc']}")
-    print(
-        f"machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['memory']}, kernel {m['kernel']}, "
-        f"{m['os']}; load average at start {_loads(m['loadavg_at_start'])}"
-    )
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()))
+    print_machine("push to running", results)
     print(
         f"app: one busybox image ({results['image_mb']:.1f} MB) on a loopback registry; policy "
         f"{results['policy']} (settle is part of the updater's share by design)"

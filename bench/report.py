@@ -18,15 +18,20 @@ def _loads(values: Any) -> str:
     return ", ".join(f"{x:.2f}" for x in values)
 
 
-def print_header(results: dict[str, Any]) -> None:
-    """The machine, the versions, how commands are run, and Python's start-up cost."""
+def print_machine(title: str, results: dict[str, Any]) -> None:
+    """The title with the date, the machine and its load at the start, the versions."""
     m = results["machine"]
-    print(f"updater benchmark, {m['date_utc']}")
+    print(f"{title}, {m['date_utc']}")
     print(
         f"machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['memory']}, kernel {m['kernel']}, "
         f"{m['os']}; load average at start {_loads(m['loadavg_at_start'])}"
     )
     print("versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()))
+
+
+def print_header(results: dict[str, Any]) -> None:
+    """The machine, the versions, how commands are run, and Python's start-up cost."""
+    print_machine("updater benchmark", results)
     print(
         f"updater command: {' '.join(results['updater_command'])} "
         f"(imports updater from {results['updater_source']})"
