@@ -84,7 +84,8 @@ def held(checked: Checked, record: Record) -> Checked:
 
 def check_all(units: Sequence[Unit], clients: Clients) -> list[Checked]:
     """Check every unit in parallel; one unit's error never stops the others."""
-    with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(units)))) as pool:
+    workers = max(1, min(WORKERS, len(units)))
+    with clients.engine.kept_alive(), ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(lambda unit: check_unit(unit, clients), units))
 
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from updater.errors import EngineError, UpdaterError
 from updater.reference import Reference
 from updater.reference import parse as parse_reference
-from updater.wire import Connection, Pool, ProtocolError, TooLarge
+from updater.wire import Answer, Connection, Pool, ProtocolError, TooLarge
 
 TIMEOUT = 60  # seconds; also bounds a pull that stops receiving data
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -101,7 +101,7 @@ class Engine:
             self.where.removeprefix("unix://") if self.where.startswith("unix://") else None
         )
         self._sdk: Any = None
-        self.connections = Pool(self._connect)  # kept alive to the socket, for every thread
+        self._pool: Pool | None = None  # inside kept_alive(): connections shared by reads
 
     @property
     def api(self) -> Any:
@@ -117,8 +117,22 @@ class Engine:
                 self._sdk.api.reload_config(os.fspath(self.docker_config))
         return self._sdk.api
 
+    @contextmanager
+    def kept_alive(self) -> Iterator[Pool]:
+        """Reads inside share kept-alive connections (a check of many units, from any thread).
+
+        Outside, each read dials anew, so that verifying health sees a restart of the engine as
+        the outage it is: a stopping dockerd refuses new connections before it kills the
+        containers, but goes on answering on open ones, where it would look like a crash.
+        """
+        self._pool = Pool(self._connect)
+        try:
+            yield self._pool
+        finally:
+            pool, self._pool = self._pool, None
+            pool.close()
+
     def close(self) -> None:
-        self.connections.close()
         if self._sdk is not None:
             self._sdk.close()
 
@@ -141,7 +155,7 @@ class Engine:
 
     def _get(self, path: str, what: str) -> tuple[int, Any]:
         try:
-            answer = self.connections.exchange("GET", path, {}, ANSWER_CAP)
+            answer = self._exchange(path)
         except TimeoutError as err:
             late = f"the Docker engine did not answer within {self.timeout} s"
             raise EngineError(f"{what}: {late}") from err
@@ -153,6 +167,15 @@ class Engine:
             return answer.status, json.loads(answer.body)
         except ValueError:
             return answer.status, answer.body[:200].decode(errors="replace")
+
+    def _exchange(self, path: str) -> Answer:
+        if self._pool is not None:
+            return self._pool.exchange("GET", path, {}, ANSWER_CAP)
+        connection = self._connect()
+        try:
+            return connection.exchange("GET", path, {}, ANSWER_CAP)
+        finally:
+            connection.close()
 
     def _connect(self) -> Connection:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

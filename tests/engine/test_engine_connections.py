@@ -10,6 +10,7 @@ import pytest
 from testbed import needs
 from testbed.engine import Dockerd
 from updater.engine import Engine
+from updater.errors import EngineError
 
 
 @pytest.fixture
@@ -25,15 +26,27 @@ def own_dockerd(tmp_path_factory: pytest.TempPathFactory):
 def test_reads_share_one_connection_and_survive_an_engine_restart(own_dockerd, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", own_dockerd.host)
     engine = Engine(timeout=10)
-    try:
+    with engine.kept_alive() as connections:
         for _ in range(5):
             assert engine.container("missing") is None
-        assert engine.connections.idle == 1  # one connection, kept alive between the five reads
+        assert connections.idle == 1  # one connection, kept alive between the five reads
 
         own_dockerd.stop()
         own_dockerd.start()  # the kept-alive connection is dead now
         assert engine.container("missing") is None  # redialled, no error
-        assert engine.connections.idle == 1
+        assert connections.idle == 1
+    assert connections.idle == 0  # closed with the block
+
+
+def test_outside_kept_alive_each_read_dials_anew(own_dockerd, monkeypatch):
+    """What health verification relies on: a stopped engine is an error, never an old answer."""
+    monkeypatch.setenv("DOCKER_HOST", own_dockerd.host)
+    engine = Engine(timeout=10)
+    assert engine.container("missing") is None
+    own_dockerd.stop()
+    try:
+        with pytest.raises(EngineError, match="cannot reach the Docker engine"):
+            engine.container("missing")
     finally:
-        engine.close()
-    assert engine.connections.idle == 0
+        own_dockerd.start()
+    assert engine.container("missing") is None
