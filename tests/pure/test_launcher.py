@@ -130,6 +130,24 @@ def test_the_recorded_python_starts_once_without_a_trial_start(prefix, tmp_path)
     assert len(starts.read_text().splitlines()) == 1, starts.read_text()
 
 
+def test_a_recorded_python_now_too_old_stops_the_run_saying_so(prefix, tmp_path):
+    """Taken without a trial start, a recorded Python older than 3.11 is caught by the program's
+    first line: one message naming it and the fix, exit 1, nothing run."""
+    old = tmp_path / "old/python3"
+    old.parent.mkdir()
+    as_310 = 'import sys; sys.version_info = (3, 10, 0, "final", 0); exec(sys.argv.pop(1))'
+    old.write_text(
+        "#!/bin/sh\n"
+        'while [ "$1" != -c ]; do shift; done; shift\n'  # the launcher's -I -S -X ... flags
+        f"exec {sys.executable} -c '{as_310}' \"$@\"\n"
+    )
+    old.chmod(0o755)
+    (prefix / "interpreter").write_text(f"{old}\n")
+    done = launch(prefix / "bin/updater", "run")
+    assert done.returncode == 1 and not done.stdout
+    assert "is Python 3.10; the updater needs 3.11 or later: run install.sh again" in done.stderr
+
+
 def test_bin_python_runs_a_module_of_lib(prefix):
     got = report(launch(prefix / "bin/python", "-m", "updater.report", "--flag"))
     assert got["argv"][0].endswith("lib/updater/report.py") and got["argv"][1:] == ["--flag"]
