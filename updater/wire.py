@@ -39,9 +39,6 @@ class Headers:
     def get(self, name: str, default: str = "") -> str:
         return self._fields.get(name.lower(), default)
 
-    def __contains__(self, name: str) -> bool:
-        return name.lower() in self._fields
-
 
 @dataclass(frozen=True)
 class Answer:
@@ -87,15 +84,15 @@ class Connection:
 
     def receive(self, method: str, cap: int) -> Answer:
         """The answer to the request just sent; interim (1xx) answers are skipped."""
-        status, reason, keep_alive = self._status_line()
-        fields = self._fields()
-        while 100 <= status < 200:
+        while True:
             status, reason, keep_alive = self._status_line()
-            fields = self._fields()
-        headers = Headers(fields)
-        if "close" in headers.get("connection").lower():
+            headers = Headers(self._fields())
+            if not 100 <= status < 200:
+                break
+        connection = headers.get("connection").lower()
+        if "close" in connection:
             keep_alive = False
-        elif "keep-alive" in headers.get("connection").lower():
+        elif "keep-alive" in connection:
             keep_alive = True
         if method in ("HEAD", "CONNECT") or status in (204, 304):
             self.reusable = keep_alive
