@@ -94,7 +94,7 @@ class Run:
             return
         loop = self.world.scenario("loopback")
         log(f"N={n}: setting up")
-        self.units.grow(loop, n, podman=n <= self.plan.podman_max_n)
+        self.units.grow(loop, n, podman=self._with_podman(n))
         log(f"N={n}: measuring on loopback")
         case = self._case(loop, n, 0, "loopback")
         self._add(measure(self.world, launcher, case, self._budget()))
@@ -122,7 +122,7 @@ class Run:
     def _behind_proxy(self, launcher: Launcher, n: int) -> None:
         proxy, rtt = self.world.scenario("proxy"), self.plan.latency_ms
         log(f"N={n}: setting up behind the proxy")
-        self.units.grow(proxy, n, podman=n <= self.plan.podman_max_n)
+        self.units.grow(proxy, n, podman=self._with_podman(n))
         log(f"N={n}: measuring behind {rtt:g} ms RTT")
         case = self._case(proxy, n, rtt, f"behind {rtt:g} ms RTT")
         self._add(measure(self.world, launcher, case, self._budget()))
@@ -133,7 +133,7 @@ class Run:
             return
         token = self.world.scenario("token")
         log(f"token auth N={n}: setting up")
-        self.units.grow(token, n, podman=n <= self.plan.podman_max_n)
+        self.units.grow(token, n, podman=self._with_podman(n))
         log(f"token auth N={n}: measuring (no warm-up: run 1 is the first)")
         case = self._case(token, n, 0, "loopback, auth=token")
         self._add(measure(self.world, launcher, case, self._budget(), warm_up=False))
@@ -141,8 +141,12 @@ class Run:
     def _case(self, s: Scenario, n: int, latency_ms: float, label: str) -> Case:
         config = self.units.write_config(s, n)
         state_dir = self.world.ws / "state" / f"{s.name}-{n}-{int(latency_ms)}"
-        tools = TOOLS if n <= self.plan.podman_max_n else (UPDATER_CHECK, UPDATER_RUN)
+        tools = TOOLS if self._with_podman(n) else (UPDATER_CHECK, UPDATER_RUN)
         return Case(s, n, latency_ms, config, state_dir, label, tools)
+
+    def _with_podman(self, n: int) -> bool:
+        """Whether Podman is set up and measured at N = n (--podman-max-n)."""
+        return n <= self.plan.podman_max_n
 
     def _budget(self) -> Budget:
         return Budget(self.plan.repeat, self.plan.case_seconds, self.deadline)

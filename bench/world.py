@@ -22,10 +22,10 @@ from bench.podman import PodmanRoot
 from testbed.engine import Dockerd
 from testbed.registry import DEFAULT_USERS, Registry
 
-# What the children inherit from us: what systemd gives a service (its own PATH, the locale),
-# and HOME, which Podman reads. Nothing else: a shell's SSL_CERT_FILE or PYTHON* variables would
-# change what is measured.
-_KEPT_ENV = ("PATH", "LANG", "HOME")
+# What the children get as a service would: systemd's PATH, and from us the locale and HOME
+# (Podman reads it). Nothing else: a shell's SSL_CERT_FILE or PYTHON* variables would change
+# what is measured.
+_KEPT_ENV = ("LANG", "HOME")
 SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # systemd's
 
 
@@ -71,13 +71,11 @@ class World:
         self.docker_config_dir = workspace / "docker-config"
         self.token_config_dir = workspace / "docker-config-token"
         self._prefix: Path | None = None  # the installed updater (start() installs it)
-        self.updater_cmd: list[str] = []
 
     def start(self) -> None:
         """Enter the namespace, then start the bus, registries, dockerd and proxy."""
         self.namespace.enter()
         self._prefix = installed.install(self.ws)
-        self.updater_cmd = [str(self._prefix / "bin/updater")]
         self.launcher = Launcher(self.ws, self.child_env())
         self._write_docker_configs()
         if not self.namespace.real_systemd:
@@ -112,6 +110,11 @@ class World:
         """The prefix install.sh laid out (after start())."""
         assert self._prefix is not None, "World.start() installs the updater"
         return self._prefix
+
+    @property
+    def updater_cmd(self) -> list[str]:
+        """The measured command: the installed launcher, as updater.service starts it."""
+        return [str(self.installed / "bin/updater")]
 
     @property
     def systemd_bus(self) -> str:
