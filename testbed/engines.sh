@@ -7,6 +7,7 @@
 #   26.1           Debian 13 trixie's docker.io
 #   28.5           Debian sid's docker.io, as Flatcar Stable ships Docker 28
 #   containerd-2   sid's containerd 2.x, for 28.5 with the containerd image store (Docker 29's default)
+#   cosign         sid's cosign 3.x (a static binary), which signs the images the signature tests verify
 set -euo pipefail
 
 ENGINES=${ENGINES:-/var/tmp/updater-engines}
@@ -14,6 +15,7 @@ declare -A WANTED=(
     [26.1]="docker.io=26.1.5+dfsg1-9+deb13u1+b1"
     [28.5]="docker.io=28.5.2+dfsg4-5"
     [containerd-2]="containerd=2.1.9+ds1-5"  # with the host's runc: sid's needs glibc 2.38
+    [cosign]="cosign=3.1.1-2"
 )
 
 missing=()

@@ -1,13 +1,17 @@
-"""The digest a tag points to now: one HEAD of the manifest, a GET and a hash only when the
-registry sends no digest header."""
+"""The registry's API: the digest a tag points to now (one HEAD of the manifest, a GET and a
+hash only when the registry sends no digest header), and, for the units whose policies ask,
+manifests, blobs, tags lists and referrers."""
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from updater.config import RegistrySettings
 from updater.credentials import DockerConfig
@@ -28,6 +32,8 @@ MANIFEST_TYPES = ", ".join(
     ]
 )
 MANIFEST_CAP = 4 * 1024 * 1024  # the registry's own limit on a manifest's size
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+MAX_TAG_PAGES = 100  # 100,000 tags at 1000 a page
 
 
 @dataclass
@@ -86,22 +92,94 @@ class Registries:
             return False
         return True
 
+    def manifest(self, ref: Reference, reference: str) -> tuple[str, bytes]:
+        """The manifest `reference` (a tag or a digest) in `ref`'s repository: its media type
+        and its exact bytes, which must hash to `reference` when that is a digest."""
+        with translated(f"reading {ref.repository}:{reference}", ref.api_host):
+            answer = self._manifest(replace(ref, tag=reference, digest=None), "GET")
+        if answer.status != 200:
+            unknown = ManifestUnknown if answer.status == 404 else RegistryError
+            raise unknown(f"reading {ref.repository}:{reference}: {self._explain(ref, answer)}")
+        if is_sha256(reference) and _sha256(answer.body) != reference:
+            raise RegistryError(f"reading {ref.repository}@{reference}: its bytes hash otherwise")
+        media_type = answer.headers.get("Content-Type", "").partition(";")[0].strip()
+        return media_type, answer.body
+
+    def blob(self, ref: Reference, digest: str, cap: int = SMALL_BODY) -> bytes:
+        """The blob `digest` of `ref`'s repository (an image config, a signature), up to `cap`
+        bytes, checked against its digest; one redirect to the registry's storage is followed,
+        without the registry's credentials."""
+        what = f"reading blob {digest} of {ref.repository}"
+        with translated(what, ref.api_host):
+            answer = self._api(ref, "GET", f"blobs/{digest}", "*/*", cap)
+            location = answer.headers.get("Location", "")
+            if answer.status in (301, 302, 303, 307, 308) and location:
+                target = urljoin(self._url(ref, ""), location)
+                answer = self._pool.request("GET", target, {}, None, cap)
+        if answer.status != 200:
+            raise RegistryError(f"{what}: {self._explain(ref, answer)}")
+        if _sha256(answer.body) != digest:
+            raise RegistryError(f"{what}: its bytes hash otherwise")
+        return answer.body
+
+    def tags(self, ref: Reference) -> list[str]:
+        """Every tag of `ref`'s repository: one tags-list request per page of 1000, following
+        the registry's `Link: <...>; rel="next"` (at most MAX_TAG_PAGES pages)."""
+        found: list[str] = []
+        path = "tags/list?n=1000"
+        what = f"listing the tags of {ref.repository}"
+        for _ in range(MAX_TAG_PAGES):
+            with translated(what, ref.api_host):
+                answer = self._api(ref, "GET", path, "application/json", MANIFEST_CAP)
+            if answer.status != 200:
+                raise RegistryError(f"{what}: {self._explain(ref, answer)}")
+            found.extend(_tag_page(answer.body, what))
+            path = _next_page(answer.headers.get("Link", ""), ref)
+            if not path:
+                return found
+        raise RegistryError(f"{what}: more than {MAX_TAG_PAGES} pages of tags")
+
+    def referrers(self, ref: Reference, digest: str) -> list[dict[str, Any]]:
+        """The descriptors of what refers to manifest `digest` (OCI 1.1): the referrers API,
+        else the fallback tag `sha256-<hex>` that registries without it hold."""
+        what = f"listing what refers to {ref.repository}@{digest}"
+        with translated(what, ref.api_host):
+            answer = self._api(ref, "GET", f"referrers/{digest}", OCI_INDEX, MANIFEST_CAP)
+        if answer.status == 200 and _media_type(answer) == OCI_INDEX:
+            return _descriptors(answer.body, what)
+        if answer.status not in (400, 404, 405):  # the API is there and failed
+            raise RegistryError(f"{what}: {self._explain(ref, answer)}")
+        try:
+            _, body = self.manifest(ref, digest.replace(":", "-"))
+        except ManifestUnknown:
+            return []
+        return _descriptors(body, what)
+
     def _manifest(self, ref: Reference, method: str) -> Answer:
+        cap = MANIFEST_CAP if method == "GET" else SMALL_BODY
+        return self._api(ref, method, f"manifests/{ref.tag}", MANIFEST_TYPES, cap)
+
+    def _api(self, ref: Reference, method: str, path: str, accept: str, cap: int) -> Answer:
+        """One request for /v2/NAME/PATH in `ref`'s repository, with its authorization."""
         host = self._host(ref.api_host)
-        url = f"{host.scheme}://{ref.api_host}/v2/{ref.path}/manifests/{ref.tag}"
+        url = self._url(ref, path)
         sent = self._auth.before(ref, host.context)
-        answer = self._send(method, url, host, sent)
+        answer = self._send(method, url, host, sent, accept, cap)
         if answer.status == 401:
             fresh = self._auth.after(ref, answer, host.context)
             if fresh and fresh != sent:
-                answer = self._send(method, url, host, fresh)
+                answer = self._send(method, url, host, fresh, accept, cap)
         return answer
 
-    def _send(self, method: str, url: str, host: _Host, auth: str | None) -> Answer:
-        headers = {"Accept": MANIFEST_TYPES}
+    def _url(self, ref: Reference, path: str) -> str:
+        return f"{self._host(ref.api_host).scheme}://{ref.api_host}/v2/{ref.path}/{path}"
+
+    def _send(
+        self, method: str, url: str, host: _Host, auth: str | None, accept: str, cap: int
+    ) -> Answer:
+        headers = {"Accept": accept}
         if auth:
             headers["Authorization"] = auth
-        cap = MANIFEST_CAP if method == "GET" else SMALL_BODY
         return self._pool.request(method, url, headers, host.context, cap)
 
     def _host(self, name: str) -> _Host:
@@ -128,9 +206,7 @@ class Registries:
         answer = self._manifest(ref, "GET")
         if answer.status != 200:
             raise RegistryError(f"checking {ref}: {self._explain(ref, answer)}")
-        import hashlib  # only for a registry that sends no digest header
-
-        return "sha256:" + hashlib.sha256(answer.body).hexdigest()
+        return _sha256(answer.body)
 
     def _explain(self, ref: Reference, answer: Answer) -> str:
         status = f"registry answered {answer.status} {answer.reason or ''}".rstrip()
@@ -143,3 +219,52 @@ class Registries:
             wait = f"; retry after {after}" + (" s" if after.isdigit() else "") if after else ""
             return f"{status}: rate limited{wait}"
         return status
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib  # only for reading bodies: an idle run's HEADs never hash
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _media_type(answer: Answer) -> str:
+    return answer.headers.get("Content-Type", "").partition(";")[0].strip()
+
+
+def _json(body: bytes, what: str) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as err:
+        raise RegistryError(f"{what}: the registry answered something that is not JSON") from err
+
+
+def _tag_page(body: bytes, what: str) -> list[str]:
+    page = _json(body, what)
+    tags = page.get("tags") if isinstance(page, dict) else None
+    if tags is None:  # an empty repository: `"tags": null`
+        return []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise RegistryError(f"{what}: the registry's tags list is not a list of names")
+    return tags
+
+
+def _next_page(link: str, ref: Reference) -> str:
+    """The path (relative to /v2/NAME/) of the page `Link: <URL>; rel="next"` names, or ""."""
+    for value in link.split(","):
+        target, _, params = value.partition(";")
+        if 'rel="next"' not in params.replace(" ", ""):
+            continue
+        parts = urlsplit(target.strip().strip("<>"))
+        prefix = f"/v2/{ref.path}/"
+        if parts.netloc not in ("", ref.api_host) or not parts.path.startswith(prefix):
+            return ""  # elsewhere than this repository: not followed
+        return parts.path.removeprefix(prefix) + (f"?{parts.query}" if parts.query else "")
+    return ""
+
+
+def _descriptors(body: bytes, what: str) -> list[dict[str, Any]]:
+    index = _json(body, what)
+    manifests = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(manifests, list):
+        raise RegistryError(f"{what}: the registry's answer is not an image index")
+    return [m for m in manifests if isinstance(m, dict) and is_sha256(m.get("digest"))]
