@@ -179,7 +179,8 @@ class Connection:
 
 class Pool:
     """Kept-alive connections to one server, shared by threads: an exchange takes an idle one or
-    dials (`dial`); one the server closed meanwhile is retried once, on a new connection."""
+    dials (`dial`); one the server closed meanwhile, or one that answers garbage (what a server
+    left on it, such as a body after its answer to a HEAD), is retried once, on a new one."""
 
     def __init__(self, dial: Callable[[], Connection]) -> None:
         self._dial = dial
@@ -202,7 +203,7 @@ class Pool:
             connection = connection or self._dial()
             try:
                 answer = connection.exchange(method, target, headers, cap, body)
-            except (Closed, BrokenPipeError, ConnectionResetError):
+            except (Closed, ProtocolError, BrokenPipeError, ConnectionResetError):
                 connection.close()
                 if reused:
                     continue
