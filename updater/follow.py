@@ -16,7 +16,7 @@ then the tag in natural order (`1.2.3+b10` over `1.2.3+b9`), then as a string (`
 named `version`, the newest is by semver order of that group's text (tags whose group is not a
 version are ignored); otherwise, if every matching tag is a version, by semver order of the tag;
 otherwise by natural order, digit runs compared as numbers (`build-10` over `build-9`), ties by
-the string. Pre-releases count only in the semver orders, and only when asked for.
+the string. `prereleases` matters only in the semver orders: natural order counts every match.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-MAX_TAG = 128  # Docker's limit; longer text is no tag, and int() of it could be slow or refused
+MAX_TAG = 128  # Docker's limit; longer text is no tag (nor a range), and int() may refuse it
 _NUM = r"(?:0|[1-9][0-9]*)"
 _IDENT = rf"(?:{_NUM}|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
 _BUILD = r"[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*"
