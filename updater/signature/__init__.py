@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 MAX_CANDIDATES = 16  # signatures looked at per digest
 
 # How far a signature's check got before it failed: the furthest failure is the one reported.
-UNREADABLE, SIGNER, SIGNATURE, CLAIM, LOG, CHAIN, IDENTITY, ISSUER = range(8)
+UNREADABLE, SIGNER, SIGNATURE, CLAIM, UNLOGGED, LOG, CHAIN, IDENTITY, ISSUER = range(9)
 
 
 class Rejected(Exception):

@@ -203,7 +203,7 @@ def _bundle_entry(entry: dict[str, Any]) -> Entry:
     return Entry(
         body=str(entry["canonicalizedBody"]),
         integrated_time=_int(entry["integratedTime"]),
-        log_index=_int(entry["logIndex"]),
+        log_index=_int(entry.get("logIndex", 0)),  # protobuf JSON leaves out zeros
         log_id=_b64(entry["logId"]["keyId"]).hex(),
         promise=_b64(promise),
     )

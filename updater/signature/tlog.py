@@ -9,7 +9,7 @@ import hashlib
 import json
 from typing import Any
 
-from updater.signature import LOG, Rejected
+from updater.signature import LOG, UNLOGGED, Rejected
 from updater.signature.crypto import verifies
 from updater.signature.found import Candidate, Entry
 from updater.signature.pem import blocks
@@ -21,7 +21,7 @@ def logged(candidate: Candidate, signer: bytes, rekor_key: bytes) -> Entry:
     """The first of the candidate's entries that the log of `rekor_key` promised and that
     records its signature by `signer` (a certificate's or a key's DER); Rejected(LOG)."""
     if not candidate.entries:
-        raise Rejected(LOG, "it has no transparency-log entry, and rekor_key requires one")
+        raise Rejected(UNLOGGED, "it has no transparency-log entry, and rekor_key requires one")
     problems = []
     for entry in candidate.entries[:MAX_ENTRIES]:
         try:
