@@ -145,7 +145,7 @@ def _may_issue(ca: x509.Certificate, below: int) -> None:
     name = _name(ca.subject)
     constraints = ca.basic_constraints_value
     if constraints is None or not constraints["ca"].native:
-        raise Rejected(CHAIN, f"{name} in ca_file signed a certificate but is not a CA")
+        raise Rejected(CHAIN, f"the certificate {name} in ca_file signed one but is not a CA")
     usage = ca.key_usage_value
     if usage is not None and "key_cert_sign" not in usage.native:
         raise Rejected(CHAIN, f"the CA {name}'s key usage does not allow signing certificates")
@@ -155,7 +155,7 @@ def _may_issue(ca: x509.Certificate, below: int) -> None:
 
 
 def _name(name: x509.Name) -> str:
-    return repr(name.human_friendly or "(empty name)")
+    return repr(name.human_friendly) if name.human_friendly else "(empty name)"
 
 
 def _what(certificate: x509.Certificate) -> str:

@@ -106,7 +106,9 @@ def _simple_signing(
     notes = layer.get("annotations") or {}
     payload = registries.blob(ref, _digest(layer["digest"]), PAYLOAD_CAP)
     certificate = _pem_certificate(notes[CERTIFICATE]) if notes.get(CERTIFICATE) else None
-    entries = (_legacy_entry(json.loads(notes[LOG_BUNDLE])),) if notes.get(LOG_BUNDLE) else ()
+    entries = (
+        (read_annotation_entry(json.loads(notes[LOG_BUNDLE])),) if notes.get(LOG_BUNDLE) else ()
+    )
     return Candidate(
         where=where,
         form="cosign signature",
@@ -155,7 +157,7 @@ def _bundle(bundle: dict[str, Any], where: str) -> list[Candidate]:
         "form": "Sigstore bundle",
         "certificate": _b64(raw) if raw else None,
         "key_hint": _b64(hint) if hint else None,
-        "entries": tuple(_bundle_entry(e) for e in material.get("tlogEntries") or []),
+        "entries": tuple(read_bundle_entry(e) for e in material.get("tlogEntries") or []),
     }
     if "dsseEnvelope" in bundle:
         envelope = bundle["dsseEnvelope"]
@@ -185,7 +187,7 @@ def _bundle(bundle: dict[str, Any], where: str) -> list[Candidate]:
     ]
 
 
-def _legacy_entry(bundle: dict[str, Any]) -> Entry:
+def read_annotation_entry(bundle: dict[str, Any]) -> Entry:
     """cosign's `dev.sigstore.cosign/bundle` annotation: {SignedEntryTimestamp, Payload}."""
     payload = bundle["Payload"]
     return Entry(
@@ -197,7 +199,7 @@ def _legacy_entry(bundle: dict[str, Any]) -> Entry:
     )
 
 
-def _bundle_entry(entry: dict[str, Any]) -> Entry:
+def read_bundle_entry(entry: dict[str, Any]) -> Entry:
     """A bundle's tlogEntries[] item (int64 fields are JSON strings there)."""
     promise = (entry.get("inclusionPromise") or {}).get("signedEntryTimestamp") or ""
     return Entry(
