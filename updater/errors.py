@@ -23,6 +23,10 @@ class ManifestUnknown(RegistryError):
     """The registry answered 404: no such tag or manifest in that repository."""
 
 
+class SignatureError(UpdaterError):
+    """No signature of a digest verified against its unit's policy: the digest is not pulled."""
+
+
 class EngineError(UpdaterError):
     """The Docker engine could not be asked, or refused."""
 

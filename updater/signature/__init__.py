@@ -1,0 +1,132 @@
+"""The signature gate: a digest is pulled only when one of its cosign signatures, found in its
+registry, verifies against the unit's policy (a public key, or a keyless identity whose
+certificate chains to a configured CA), and when asked, was recorded by a transparency log.
+
+Imported by the configuration on every run, so this module imports nothing heavy: the crypto
+libraries load in `verified`, for units with a policy only."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from updater.errors import ConfigError, SignatureError
+
+if TYPE_CHECKING:
+    from updater.reference import Reference
+    from updater.registry.client import Registries
+
+MAX_CANDIDATES = 16  # signatures looked at per digest
+
+# How far a signature's check got before it failed: the furthest failure is the one reported.
+UNREADABLE, SIGNER, SIGNATURE, CLAIM, UNLOGGED, LOG, CHAIN, IDENTITY, ISSUER = range(9)
+
+
+class Rejected(Exception):
+    """Why one signature did not verify, and at which stage."""
+
+    def __init__(self, stage: int, reason: str, where: str = "") -> None:
+        super().__init__(reason)
+        self.stage, self.reason, self.where = stage, reason, where
+
+
+@dataclass(frozen=True)
+class Verify:
+    """A unit's verification policy: a public key, or a keyless certificate identity."""
+
+    key: Path | None = None  # PEM public key (cosign.pub)
+    identity: str | None = None  # keyless: certificate identity (SAN URI or e-mail), exact
+    identity_regexp: str | None = None  # ... or a Python regex that must fullmatch
+    issuer: str | None = None  # OIDC issuer from Fulcio's extension, exact
+    issuer_regexp: str | None = None
+    ca_file: Path | None = None  # keyless: PEM CA certificates (root, intermediates) to chain to
+    rekor_key: Path | None = None  # when set: an entry of the log of this key is required
+
+    def describe(self) -> str:
+        """One line for logs: "key /etc/updater/cosign.pub", "identity X from issuer Y"."""
+        if self.key is not None:
+            text = f"key {self.key}"
+        else:
+            who = self.identity or f"matching {self.identity_regexp}"
+            issuer = self.issuer or f"matching {self.issuer_regexp}"
+            text = f"identity {who} from issuer {issuer}"
+        if self.rekor_key is not None:
+            text += f", logged by the transparency log of {self.rekor_key}"
+        return text
+
+
+def check_policy(verify: Verify) -> None:
+    """Raise ValueError (one line, what is wrong) when the key/CA/rekor files do not parse or
+    the policy is incomplete (keyless needs an identity or identity_regexp AND issuer or
+    issuer_regexp AND ca_file; key and keyless fields are exclusive)."""
+    from updater.signature import pem
+
+    keyless = ("identity", "identity_regexp", "issuer", "issuer_regexp", "ca_file")
+    given = [name for name in keyless if getattr(verify, name) is not None]
+    if verify.key is not None and given:
+        raise ValueError(f"key and {', '.join(given)} are exclusive: a key, or an identity")
+    if verify.key is not None:
+        pem.public_key(verify.key, "key")
+    elif not given:
+        raise ValueError("verify needs key, or identity, issuer and ca_file (keyless)")
+    else:
+        _check_keyless(verify)
+        assert verify.ca_file is not None  # _check_keyless saw to it
+        pem.certificates(verify.ca_file, "ca_file")
+    if verify.rekor_key is not None:
+        pem.public_key(verify.rekor_key, "rekor_key")
+
+
+def _check_keyless(verify: Verify) -> None:
+    for name in ("identity", "issuer"):
+        exact, pattern = getattr(verify, name), getattr(verify, f"{name}_regexp")
+        if exact is not None and pattern is not None:
+            raise ValueError(f"{name} and {name}_regexp are exclusive")
+        if not exact and not pattern:
+            raise ValueError(f"keyless verification needs {name} or {name}_regexp (not empty)")
+        try:
+            re.compile(pattern or "")
+        except re.error as err:
+            raise ValueError(f"{name}_regexp {pattern!r} does not compile: {err}") from None
+    if verify.ca_file is None:
+        raise ValueError("keyless verification needs ca_file: the PEM certificates of the CA")
+
+
+def verified(
+    registries: Registries, ref: Reference, digest: str, verify: Verify, now: float | None = None
+) -> str:
+    """Find `digest`'s signatures (the `sha256-<hex>.sig` tag, and Sigstore bundles among its
+    referrers), verify them against `verify`; return a one-line account of what verified it.
+    Raise SignatureError saying why none verified (the failure that got furthest), ConfigError
+    when the policy's files no longer read; RegistryError passes through: it is no verdict."""
+    from updater.signature import found
+    from updater.signature.check import Policy, check
+
+    what = f"verifying {ref.repository}@{digest}"
+    try:
+        policy = Policy.load(verify)
+    except ValueError as err:
+        raise ConfigError(f"{what}: {err}") from err
+    at = time.time() if now is None else now
+    failures: list[Rejected] = []
+    for candidate in islice(
+        found.candidates(registries, ref, digest, MAX_CANDIDATES), MAX_CANDIDATES
+    ):
+        if isinstance(candidate, Rejected):
+            failures.append(candidate)
+            continue
+        try:
+            return f"{candidate.form} ({candidate.where}) {check(candidate, digest, policy, at)}"
+        except Rejected as err:
+            err.where = err.where or candidate.where
+            failures.append(err)
+    if not failures:
+        tag = found.signature_tag(digest)
+        raise SignatureError(f"{what}: no signature found (looked for the tag {tag} and referrers)")
+    best = max(failures, key=lambda failure: failure.stage)
+    tried = f" ({len(failures)} signatures, none verified)" if len(failures) > 1 else ""
+    raise SignatureError(f"{what}: {best.where}: {best.reason}{tried}")

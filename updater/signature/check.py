@@ -1,0 +1,158 @@
+"""One signature against one policy, in order: whose it is, that it is over its payload, that
+the payload names the digest, the transparency log when asked, then the certificate's chain,
+identity and issuer. Each step raises Rejected with its stage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from asn1crypto import x509
+
+from updater.signature import (
+    CLAIM,
+    SIGNATURE,
+    SIGNER,
+    UNREADABLE,
+    Rejected,
+    Verify,
+    certificates,
+    check_policy,
+    pem,
+    tlog,
+)
+from updater.signature.crypto import verifies
+from updater.signature.found import Candidate
+
+SIMPLE_SIGNING_TYPE = "cosign container image signature"
+IN_TOTO = "application/vnd.in-toto+json"
+STATEMENTS = ("https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1")
+COSIGN_SIGN = "https://sigstore.dev/cosign/sign/v1"  # the predicate of `cosign sign`'s bundles
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A Verify with its files read: the key, the CA certificates, the log's key."""
+
+    verify: Verify
+    key: bytes | None  # DER SubjectPublicKeyInfo
+    cas: list[x509.Certificate]
+    rekor_key: bytes | None
+
+    @classmethod
+    def load(cls, verify: Verify) -> Policy:
+        """Read the policy's files; ValueError saying which does not parse."""
+        check_policy(verify)
+        cas = []
+        if verify.ca_file is not None:
+            for number, der in enumerate(pem.certificates(verify.ca_file, "ca_file"), 1):
+                try:
+                    cas.append(certificates.load(der))
+                except ValueError as err:
+                    raise ValueError(
+                        f"ca_file {verify.ca_file}: certificate {number}: {err}"
+                    ) from err
+        return cls(
+            verify=verify,
+            key=pem.public_key(verify.key, "key") if verify.key else None,
+            cas=cas,
+            rekor_key=pem.public_key(verify.rekor_key, "rekor_key") if verify.rekor_key else None,
+        )
+
+
+def check(candidate: Candidate, digest: str, policy: Policy, at: float) -> str:
+    """What verified `candidate` as a signature of `digest` ("by key K", "by IDENTITY from
+    ISSUER", and the log entry); Rejected otherwise. `at` is now, for certificates."""
+    leaf = _leaf(candidate, policy)
+    signer = leaf.public_key.dump() if leaf is not None else policy.key
+    assert signer is not None  # a policy has a key or a CA
+    _signature(candidate, signer, leaf, policy)
+    _claims(candidate, digest)
+    clock, logged = "now: without rekor_key a certificate must be valid now", ""
+    if policy.rekor_key is not None:
+        entry = tlog.logged(candidate, leaf.dump() if leaf else signer, policy.rekor_key)
+        at, clock = entry.integrated_time, "when the transparency log recorded the signature"
+        when = dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        logged = f", in the transparency log since {when} (entry {entry.log_index})"
+    if leaf is None:
+        return f"by key {policy.verify.key}{logged}"
+    certificates.check_chain(leaf, policy.cas, at, clock)
+    verify = policy.verify
+    identity = certificates.check_identity(leaf, verify.identity, verify.identity_regexp)
+    issuer = certificates.check_issuer(leaf, verify.issuer, verify.issuer_regexp)
+    return f"by {identity} from {issuer}{logged}"
+
+
+def _leaf(candidate: Candidate, policy: Policy) -> x509.Certificate | None:
+    """The signing certificate a keyless policy needs; None for a key's policy."""
+    if policy.key is not None:
+        return None  # a certificate beside the signature says nothing the key does not
+    if candidate.certificate is None:
+        wanted = policy.verify.describe()
+        raise Rejected(SIGNER, f"it is signed by a key, with no certificate for {wanted}")
+    try:
+        return certificates.load(candidate.certificate)
+    except ValueError as err:
+        raise Rejected(UNREADABLE, f"its certificate does not parse: {err}") from None
+
+
+def _signature(
+    candidate: Candidate, signer: bytes, leaf: x509.Certificate | None, policy: Policy
+) -> None:
+    """Raise Rejected unless the signature is `signer`'s over the candidate's signed bytes."""
+    prehashed = candidate.content == "message digest"
+    try:
+        good = verifies(signer, candidate.signature, candidate.signed, None, prehashed)
+    except ValueError as err:
+        raise Rejected(SIGNER, f"its signer's key cannot be used: {err}") from None
+    if good:
+        return
+    hint = hashlib.sha256(signer).digest()
+    if leaf is not None or candidate.key_hint == hint:
+        raise Rejected(SIGNATURE, "its payload does not match its signature")
+    if candidate.certificate is not None:
+        raise Rejected(SIGNER, f"it is signed with a certificate, not by key {policy.verify.key}")
+    if candidate.key_hint is not None:
+        raise Rejected(SIGNER, f"it is signed by another key, not by key {policy.verify.key}")
+    raise Rejected(
+        SIGNER,
+        f"its signature does not verify with key {policy.verify.key}: "
+        "another key's, or its payload was altered",
+    )
+
+
+def _claims(candidate: Candidate, digest: str) -> None:
+    """Raise Rejected(CLAIM) unless the (verified) payload names exactly `digest`."""
+    if candidate.content == "message digest":
+        signed = [f"sha256:{candidate.payload.hex()}"]
+    else:
+        try:
+            payload = json.loads(candidate.payload)
+            reader = _simple_signing if candidate.content == "simple signing" else _statement
+            signed = reader(payload, candidate)
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as err:
+            raise Rejected(
+                CLAIM, f"its {candidate.content} payload does not read ({err!r})"
+            ) from None
+    if digest not in signed:
+        raise Rejected(CLAIM, f"it signs {', '.join(signed) or 'no digest'}, not {digest}")
+
+
+def _simple_signing(payload: Any, candidate: Candidate) -> list[str]:
+    critical = payload["critical"]
+    if critical["type"] != SIMPLE_SIGNING_TYPE:
+        raise Rejected(CLAIM, f"its payload is a {critical['type']!r}, not a {SIMPLE_SIGNING_TYPE}")
+    return [str(critical["image"]["docker-manifest-digest"])]
+
+
+def _statement(payload: Any, candidate: Candidate) -> list[str]:
+    if candidate.payload_type != IN_TOTO or payload["_type"] not in STATEMENTS:
+        raise Rejected(CLAIM, f"its envelope holds a {candidate.payload_type}, not a statement")
+    if payload["predicateType"] != COSIGN_SIGN:
+        kind = payload["predicateType"]
+        raise Rejected(CLAIM, f"it is an attestation of {kind}, not a signature ({COSIGN_SIGN})")
+    digests = [subject.get("digest") or {} for subject in payload["subject"]]
+    return [f"sha256:{found['sha256']}" for found in digests if "sha256" in found]

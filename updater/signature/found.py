@@ -1,0 +1,260 @@
+"""Where cosign keeps an image's signatures, and how each format reads: the legacy tag
+`sha256-<hex>.sig` (simple signing payloads, their signatures in annotations) first, then the
+Sigstore bundles among the image's OCI 1.1 referrers."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from updater.errors import ManifestUnknown
+from updater.signature import UNREADABLE, Rejected
+
+if TYPE_CHECKING:
+    from updater.reference import Reference
+    from updater.registry.client import Registries
+
+SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+BUNDLE = "application/vnd.dev.sigstore.bundle"  # then ".v0.3+json", "+json;version=0.2"...
+EMPTY = "application/vnd.oci.empty.v1+json"
+SIGNATURE = "dev.cosignproject.cosign/signature"
+CERTIFICATE = "dev.sigstore.cosign/certificate"
+LOG_BUNDLE = "dev.sigstore.cosign/bundle"
+PAYLOAD_CAP = 64 * 1024  # cosign's payloads are a few hundred bytes
+BUNDLE_CAP = 256 * 1024  # a bundle with a certificate chain and inclusion proofs: ~10 KiB
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A transparency-log entry as a signature carries it, with the log's signed promise."""
+
+    body: str  # base64 of the entry Rekor recorded (canonical JSON)
+    integrated_time: int
+    log_index: int
+    log_id: str  # hex: the SHA-256 of the log's public key
+    promise: bytes  # the SignedEntryTimestamp; empty when the entry has none
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One signature found for a digest, before anything about it is believed."""
+
+    where: str  # "the .sig tag" or "the referrer sha256:…"
+    form: str  # "cosign signature" or "Sigstore bundle"
+    content: str  # "simple signing", "in-toto" or "message digest"
+    payload: bytes  # what was signed (for a message digest: the digest's bytes)
+    signed: bytes  # the bytes the signature is over: the payload, or its DSSE PAE
+    signature: bytes
+    certificate: bytes | None = None  # DER; None for a key's signature
+    key_hint: bytes | None = None  # a bundle's SHA-256 of the key, when it says
+    entries: tuple[Entry, ...] = ()
+    payload_type: str = ""
+
+
+def signature_tag(digest: str) -> str:
+    return digest.replace(":", "-") + ".sig"
+
+
+def candidates(
+    registries: Registries, ref: Reference, digest: str, limit: int
+) -> Iterator[Candidate | Rejected]:
+    """Each signature of `digest` as it is found, the legacy tag's first, then those of the
+    first `limit` referrers, or why one does not read; the caller stops when it has what it
+    needs. The image's own manifest and blobs are never read."""
+    try:
+        _, body = registries.manifest(ref, signature_tag(digest))
+    except ManifestUnknown:
+        pass
+    else:
+        yield from _legacy(registries, ref, body)
+    for descriptor in registries.referrers(ref, digest)[:limit]:
+        if _may_be_bundle(descriptor):
+            yield from _referrer(registries, ref, descriptor["digest"])
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE's pre-authentication encoding, the bytes a DSSE signature is over."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)
+
+
+def _legacy(registries: Registries, ref: Reference, body: bytes) -> Iterator[Candidate | Rejected]:
+    """Each simple signing layer of the `.sig` manifest: its payload blob and annotations."""
+    try:
+        layers = _object(body)["layers"]
+        if not isinstance(layers, list):
+            raise TypeError("its layers are not a list")
+    except (KeyError, TypeError, ValueError) as err:
+        yield Rejected(UNREADABLE, f"unreadable manifest ({_why(err)})", "the .sig tag")
+        return
+    for number, layer in enumerate(layers, 1):
+        where = "the .sig tag" + (f", layer {number}" if len(layers) > 1 else "")
+        try:
+            yield _simple_signing(registries, ref, layer, where)
+        except (KeyError, TypeError, ValueError) as err:
+            yield Rejected(UNREADABLE, f"unreadable ({_why(err)})", where)
+
+
+def _simple_signing(
+    registries: Registries, ref: Reference, layer: dict[str, Any], where: str
+) -> Candidate:
+    if layer["mediaType"] != SIMPLE_SIGNING:
+        raise ValueError(f"a layer of type {layer['mediaType']}, not {SIMPLE_SIGNING}")
+    notes = layer.get("annotations") or {}
+    payload = registries.blob(ref, _digest(layer["digest"]), PAYLOAD_CAP)
+    certificate = _pem_certificate(notes[CERTIFICATE]) if notes.get(CERTIFICATE) else None
+    entries = (
+        (read_annotation_entry(json.loads(notes[LOG_BUNDLE])),) if notes.get(LOG_BUNDLE) else ()
+    )
+    return Candidate(
+        where=where,
+        form="cosign signature",
+        content="simple signing",
+        payload=payload,
+        signed=payload,
+        signature=_b64(notes[SIGNATURE]),
+        certificate=certificate,
+        entries=entries,
+    )
+
+
+def _referrer(
+    registries: Registries, ref: Reference, digest: str
+) -> Iterator[Candidate | Rejected]:
+    """A referrer that is a Sigstore bundle: its manifest, then its one layer."""
+    where = f"the referrer {digest[:19]}"
+    try:
+        _, body = registries.manifest(ref, digest)
+    except ManifestUnknown:
+        return  # the fallback index names a manifest that is gone
+    try:
+        manifest = _object(body)
+        kind = manifest.get("artifactType") or (manifest.get("config") or {}).get("mediaType")
+        if not str(kind).startswith(BUNDLE):
+            return  # another kind of artifact: an SBOM, an attestation...
+        layers = manifest["layers"]
+        if len(layers) != 1 or not str(layers[0].get("mediaType")).startswith(BUNDLE):
+            raise ValueError("not one bundle layer")
+        data = registries.blob(ref, _digest(layers[0]["digest"]), BUNDLE_CAP)
+        found = _bundle(_object(data), where)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        yield Rejected(UNREADABLE, f"unreadable bundle ({_why(err)})", where)
+        return
+    yield from found
+
+
+def _bundle(bundle: dict[str, Any], where: str) -> list[Candidate]:
+    """The signatures of a Sigstore bundle (v0.1 to v0.3): a DSSE envelope's, or a message's."""
+    material = bundle["verificationMaterial"]
+    chain = (material.get("x509CertificateChain") or {}).get("certificates") or [{}]
+    raw = (material.get("certificate") or chain[0]).get("rawBytes")
+    hint = (material.get("publicKey") or {}).get("hint")
+    common: dict[str, Any] = {
+        "where": where,
+        "form": "Sigstore bundle",
+        "certificate": _b64(raw) if raw else None,
+        "key_hint": _b64(hint) if hint else None,
+        "entries": tuple(read_bundle_entry(e) for e in material.get("tlogEntries") or []),
+    }
+    if "dsseEnvelope" in bundle:
+        envelope = bundle["dsseEnvelope"]
+        payload, kind = _b64(envelope["payload"]), str(envelope["payloadType"])
+        signed = pae(kind, payload)
+        signatures = [_b64(s["sig"]) for s in envelope["signatures"]]
+        return [
+            Candidate(
+                **common,
+                content="in-toto",
+                payload=payload,
+                signed=signed,
+                signature=signature,
+                payload_type=kind,
+            )
+            for signature in signatures
+        ]
+    message = bundle["messageSignature"]
+    if message["messageDigest"]["algorithm"] != "SHA2_256":
+        raise ValueError(f"a message digest by {message['messageDigest']['algorithm']}")
+    digest = _b64(message["messageDigest"]["digest"])
+    signature = _b64(message["signature"])
+    return [
+        Candidate(
+            **common, content="message digest", payload=digest, signed=digest, signature=signature
+        )
+    ]
+
+
+def read_annotation_entry(bundle: dict[str, Any]) -> Entry:
+    """cosign's `dev.sigstore.cosign/bundle` annotation: {SignedEntryTimestamp, Payload}."""
+    payload = bundle["Payload"]
+    return Entry(
+        body=str(payload["body"]),
+        integrated_time=_int(payload["integratedTime"]),
+        log_index=_int(payload["logIndex"]),
+        log_id=str(payload["logID"]),
+        promise=_b64(bundle.get("SignedEntryTimestamp") or ""),
+    )
+
+
+def read_bundle_entry(entry: dict[str, Any]) -> Entry:
+    """A bundle's tlogEntries[] item (int64 fields are JSON strings there)."""
+    promise = (entry.get("inclusionPromise") or {}).get("signedEntryTimestamp") or ""
+    return Entry(
+        body=str(entry["canonicalizedBody"]),
+        integrated_time=_int(entry["integratedTime"]),
+        log_index=_int(entry.get("logIndex", 0)),  # protobuf JSON leaves out zeros
+        log_id=_b64(entry["logId"]["keyId"]).hex(),
+        promise=_b64(promise),
+    )
+
+
+def _may_be_bundle(descriptor: dict[str, Any]) -> bool:
+    """Whether a referrer may be a bundle: cosign's fallback index says "empty" for all."""
+    kind = str(descriptor.get("artifactType") or EMPTY)
+    return kind == EMPTY or kind.startswith(BUNDLE)
+
+
+def _pem_certificate(text: str) -> bytes:
+    from updater.signature.pem import blocks
+
+    found = [der for label, der in blocks(text.encode()) if label == "CERTIFICATE"]
+    if not found:
+        raise ValueError("its certificate annotation holds no PEM certificate")
+    return found[0]
+
+
+def _object(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as err:
+        raise ValueError("not JSON") from err
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+def _b64(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError("a base64 field is not a string")
+    return base64.b64decode(text, validate=True)
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError("an integer field is neither a number nor a string")
+    return int(value)
+
+
+def _digest(value: object) -> str:
+    from updater.reference import is_sha256
+
+    if not is_sha256(value):
+        raise ValueError("a layer digest that is not sha256")
+    return str(value)
+
+
+def _why(err: Exception) -> str:
+    return f"no field {err}" if isinstance(err, KeyError) else str(err)
