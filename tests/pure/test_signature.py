@@ -20,8 +20,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import ObjectIdentifier
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from testbed import PROJECT
+from testbed.fuzzing import fuzz
 from testbed.signing import (
     IDENTITY,
     ISSUER,
@@ -121,6 +124,17 @@ class Pki:
         return Policy.load(verify or Verify(**fields))
 
 
+def self_signed(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "k1")])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     directory = tmp_path_factory.mktemp("signature")
@@ -137,6 +151,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         "intermediate.pem": pem(ca.intermediate),
         "other-ca.pem": TestCA("other").ca_pem(),
         "k1.pub": public_pem(ec.generate_private_key(ec.SECP256K1())),
+        "k1-ca.pem": pem(self_signed(ec.generate_private_key(ec.SECP256K1()))),
         "garbage.pem": b"-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n",
         "notbase64.pem": b"-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----\n",
         "empty": b"",
@@ -206,6 +221,10 @@ def test_a_key_policy_and_a_keyless_policy_pass(pki):
         (
             {"identity": IDENTITY, "issuer": ISSUER, "ca_file": "garbage.pem"},
             "ca_file {dir}/garbage.pem: certificate 1 is not X.509 (unexpected structure)",
+        ),
+        (
+            {"identity": IDENTITY, "issuer": ISSUER, "ca_file": "k1-ca.pem"},
+            "ca_file {dir}/k1-ca.pem: certificate 1 holds an elliptic curve key on a curve not supported",
         ),
         (
             {"key": "cosign.pub", "rekor_key": "ca.pem"},
@@ -285,7 +304,7 @@ def test_rsa_pkcs1_and_ed25519_signatures_verify():
     pss = key.sign(b"payload", padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
     assert not verifies(spki(key), pss, b"payload")
     small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    with pytest.raises(ValueError, match="its RSA key has 1024 bits, fewer than 2048"):
+    with pytest.raises(ValueError, match="its RSA key has 1024 bits, not 2048 to 16384"):
         verifies(spki(small), small.sign(b"x", padding.PKCS1v15(), hashes.SHA256()), b"x")
     edwards = ed25519.Ed25519PrivateKey.generate()
     assert verifies(spki(edwards), edwards.sign(b"payload"), b"payload")
@@ -692,3 +711,40 @@ def test_the_test_log_canonicalizes_dsse_as_rekor_does():
         "value": hashlib.sha256(b"x").hexdigest(),
     }
     assert body["spec"]["signatures"] == [{"signature": "c2ln", "verifier": "dg=="}]
+
+
+# --------------------------------------------------------------------------- fuzzing
+
+
+@pytest.fixture(scope="module")
+def logged_keyless(pki: Pki) -> tuple[Candidate, Policy]:
+    key, certificate = pki.ca.leaf()
+    candidate = logged(pki, signed_by(pki, (key, certificate)), pem(certificate))
+    return candidate, pki.policy(keyless(pki, rekor_key=pki["rekor.pub"]))
+
+
+@fuzz(100)
+@given(
+    field=st.sampled_from(["certificate", "payload", "signature", "body"]),
+    flips=st.lists(
+        st.tuples(st.integers(min_value=0), st.integers(1, 255)), min_size=1, max_size=4
+    ),
+)
+def test_a_damaged_signature_is_rejected_never_a_traceback(logged_keyless, field, flips):
+    candidate, policy = logged_keyless
+    entry = candidate.entries[0]
+    data = bytearray(base64.b64decode(entry.body) if field == "body" else getattr(candidate, field))
+    original = bytes(data)
+    for position, mask in flips:
+        data[position % len(data)] ^= mask
+    assume(bytes(data) != original)  # two flips of one byte may undo each other
+    if field == "body":
+        damaged = dataclasses.replace(
+            candidate, entries=(dataclasses.replace(entry, body=base64.b64encode(data).decode()),)
+        )
+    elif field == "payload":
+        damaged = dataclasses.replace(candidate, payload=bytes(data), signed=bytes(data))
+    else:
+        damaged = dataclasses.replace(candidate, **{field: bytes(data)})
+    with pytest.raises(Rejected):
+        check(damaged, DIGEST, policy, NOW)

@@ -24,6 +24,8 @@ MAX_CANDIDATES = 16  # signatures looked at per digest
 
 # How far a signature's check got before it failed: the furthest failure is the one reported.
 UNREADABLE, SIGNER, SIGNATURE, CLAIM, UNLOGGED, LOG, CHAIN, IDENTITY, ISSUER = range(9)
+# What reading JSON, base64 and fields of an untrusted document raises.
+MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError)
 
 
 class Rejected(Exception):
@@ -124,6 +126,8 @@ def verified(
         except Rejected as err:
             err.where = err.where or candidate.where
             failures.append(err)
+        except MALFORMED as err:  # a certificate's field that parsed but does not make sense
+            failures.append(Rejected(UNREADABLE, f"it does not read ({err!r})", candidate.where))
     if not failures:
         tag = found.signature_tag(digest)
         raise SignatureError(f"{what}: no signature found (looked for the tag {tag} and referrers)")

@@ -8,8 +8,9 @@ import re
 
 from asn1crypto import core, x509
 
-from updater.signature import CHAIN, IDENTITY, ISSUER, Rejected
+from updater.signature import CHAIN, IDENTITY, ISSUER, MALFORMED, Rejected
 from updater.signature.crypto import verifies
+from updater.signature.pem import key_type
 
 ISSUER_V2 = "1.3.6.1.4.1.57264.1.8"  # a DER UTF8String
 ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"  # the raw bytes of the URL (deprecated)
@@ -23,8 +24,9 @@ def load(der: bytes) -> x509.Certificate:
     try:
         certificate = x509.Certificate.load(der, strict=True)
         certificate.native  # noqa: B018  # parses every field now, not at first use
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"not an X.509 certificate ({err})") from err
+        key_type(certificate.public_key.dump())
+    except MALFORMED as err:
+        raise ValueError(f"not an X.509 certificate with a usable key ({err})") from err
     return certificate
 
 

@@ -14,6 +14,7 @@ from asn1crypto import x509
 
 from updater.signature import (
     CLAIM,
+    MALFORMED,
     SIGNATURE,
     SIGNER,
     UNREADABLE,
@@ -133,7 +134,7 @@ def _claims(candidate: Candidate, digest: str) -> None:
             payload = json.loads(candidate.payload)
             reader = _simple_signing if candidate.content == "simple signing" else _statement
             signed = reader(payload, candidate)
-        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as err:
+        except MALFORMED as err:
             raise Rejected(
                 CLAIM, f"its {candidate.content} payload does not read ({err!r})"
             ) from None

@@ -22,6 +22,7 @@ _DIGEST_INFO = {
     "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
 }
 MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 16384  # a key from an untrusted certificate must not cost minutes of CPU
 
 
 def verifies(
@@ -67,8 +68,11 @@ def _rsa(spki: bytes, signature: bytes, message: bytes, hash_name: str, prehashe
 
     numbers = keys.PublicKeyInfo.load(spki)["public_key"].parsed
     modulus, exponent = numbers["modulus"].native, numbers["public_exponent"].native
-    if modulus.bit_length() < MIN_RSA_BITS:
-        raise ValueError(f"its RSA key has {modulus.bit_length()} bits, fewer than {MIN_RSA_BITS}")
+    if not MIN_RSA_BITS <= modulus.bit_length() <= MAX_RSA_BITS:
+        bits = modulus.bit_length()
+        raise ValueError(f"its RSA key has {bits} bits, not {MIN_RSA_BITS} to {MAX_RSA_BITS}")
+    if not 3 <= exponent < 2**32 or exponent % 2 == 0:
+        raise ValueError("its RSA key's public exponent is not an odd number below 2**32")
     size = (modulus.bit_length() + 7) // 8
     value = int.from_bytes(signature, "big")
     if hash_name not in _DIGEST_INFO or len(signature) != size or value >= modulus:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from updater.errors import ManifestUnknown
-from updater.signature import UNREADABLE, Rejected
+from updater.signature import MALFORMED, UNREADABLE, Rejected
 
 if TYPE_CHECKING:
     from updater.reference import Reference
@@ -87,14 +87,14 @@ def _legacy(registries: Registries, ref: Reference, body: bytes) -> Iterator[Can
         layers = _object(body)["layers"]
         if not isinstance(layers, list):
             raise TypeError("its layers are not a list")
-    except (KeyError, TypeError, ValueError) as err:
+    except MALFORMED as err:
         yield Rejected(UNREADABLE, f"unreadable manifest ({_why(err)})", "the .sig tag")
         return
     for number, layer in enumerate(layers, 1):
         where = "the .sig tag" + (f", layer {number}" if len(layers) > 1 else "")
         try:
             yield _simple_signing(registries, ref, layer, where)
-        except (KeyError, TypeError, ValueError) as err:
+        except MALFORMED as err:
             yield Rejected(UNREADABLE, f"unreadable ({_why(err)})", where)
 
 
@@ -140,7 +140,7 @@ def _referrer(
             raise ValueError("not one bundle layer")
         data = registries.blob(ref, _digest(layers[0]["digest"]), BUNDLE_CAP)
         found = _bundle(_object(data), where)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
+    except MALFORMED as err:
         yield Rejected(UNREADABLE, f"unreadable bundle ({_why(err)})", where)
         return
     yield from found

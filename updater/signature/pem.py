@@ -58,14 +58,28 @@ def certificates(path: Path, field: str) -> list[bytes]:
         raise ValueError(f"{field} {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
     for number, der in enumerate(found, 1):
         try:
-            start, end = _element(der, 0, 0x30, whole=True)
-            after_tbs = _element(der, start, 0x30)[1]
-            after_algorithm = _element(der, after_tbs, 0x30)[1]
-            if _element(der, after_algorithm, 0x03)[1] != end:
-                raise ValueError("more than three parts")
+            spki = _certificate_key(der)
         except ValueError as err:
             raise ValueError(f"{field} {path}: certificate {number} is not X.509 ({err})") from err
+        try:
+            key_type(spki)
+        except ValueError as err:
+            raise ValueError(f"{field} {path}: certificate {number} holds {err}") from err
     return found
+
+
+def _certificate_key(der: bytes) -> bytes:
+    """The SubjectPublicKeyInfo of a DER certificate, its outline checked on the way."""
+    start, end = _element(der, 0, 0x30, whole=True)
+    tbs, after_tbs = _element(der, start, 0x30)
+    after_algorithm = _element(der, after_tbs, 0x30)[1]
+    if _element(der, after_algorithm, 0x03)[1] != end:
+        raise ValueError("more than three parts")
+    pos = _element(der, tbs, 0xA0)[1] if der[tbs] == 0xA0 else tbs  # [0] version
+    pos = _element(der, pos, 0x02)[1]  # serial number
+    for _ in range(4):  # signature algorithm, issuer, validity, subject
+        pos = _element(der, pos, 0x30)[1]
+    return der[pos : _element(der, pos, 0x30)[1]]
 
 
 def key_type(spki: bytes) -> str:

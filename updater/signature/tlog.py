@@ -9,7 +9,7 @@ import hashlib
 import json
 from typing import Any
 
-from updater.signature import LOG, UNLOGGED, Rejected
+from updater.signature import LOG, MALFORMED, UNLOGGED, Rejected
 from updater.signature.crypto import verifies
 from updater.signature.found import Candidate, Entry
 from updater.signature.pem import blocks
@@ -64,7 +64,7 @@ def records(entry: Entry, candidate: Candidate, signer: bytes) -> None:
             matches = _dsse(spec, candidate, signer)
         else:
             raise Rejected(LOG, f"its transparency-log entry is a {kind!r}, not checked here")
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
+    except MALFORMED as err:
         raise Rejected(LOG, f"its transparency-log entry does not read ({err!r})") from None
     if not matches:
         raise Rejected(LOG, f"its transparency-log entry records another {kind} signature")
