@@ -17,8 +17,10 @@ from updater.files import write_atomically
 from updater.outcome import Outcome
 from updater.reference import Reference
 
-if TYPE_CHECKING:
-    from updater.window import Window  # imported by _window only for units that have one
+if TYPE_CHECKING:  # each imported only for the units whose policies have one
+    from updater.follow import Follow
+    from updater.signature import Verify
+    from updater.window import Window
 
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.service")
 _CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -36,6 +38,10 @@ class Policy:
     mode: str = "auto"  # one of MODES: deploy at once, only announce, or wait for approval
     window: Window | None = None  # when automatic deployments may start; None: any time
     trigger_overrides_window: bool = False  # a run the CI trigger asked for ignores `window`
+    follow: Follow | None = None  # which of the repository's tags to follow; None: the image's
+    prereleases: bool = False  # whether `follow = "semver:..."` may choose a pre-release
+    min_age: float = 0  # seconds a new digest's image must have existed before it is deployed
+    verify: Verify | None = None  # the signature a new digest needs before it is pulled
 
 
 @dataclass(frozen=True)
@@ -53,13 +59,21 @@ class Unit:
 class RegistrySettings:
     insecure: bool = False
     ca_file: Path | None = None
+    verify: Verify | None = None  # for every unit of this registry whose own table has none
 
 
 @dataclass(frozen=True)
 class Notify:
     """Who hears about which outcomes; every target is optional."""
 
-    on: tuple[str, ...] = ("updated", "rolled-back", "failed", "recovered", "available")
+    on: tuple[str, ...] = (
+        "updated",
+        "rolled-back",
+        "failed",
+        "rejected",
+        "recovered",
+        "available",
+    )
     webhook: tuple[str, ...] = ()
     slack: tuple[str, ...] = ()
     command: tuple[str, ...] = ()  # argv, run without a shell
@@ -106,10 +120,14 @@ _POLICY_KEYS: dict[str, tuple[Any, str]] = {
     "keep_images": (lambda v: _integer(v) and 0 <= v <= 100, "a whole number from 0 to 100"),
     "mode": (lambda v: v in MODES, '"auto", "notify" or "manual"'),
     "trigger_overrides_window": (lambda v: isinstance(v, bool), "true or false"),
+    "prereleases": (lambda v: isinstance(v, bool), "true or false"),
 }
-_DEFAULTS_KEYS = {*_POLICY_KEYS, "window"}
+_DEFAULTS_KEYS = {*_POLICY_KEYS, "window", "follow", "min_age", "verify"}
 _UNIT_KEYS = {"image", "container"} | _DEFAULTS_KEYS
-_REGISTRY_KEYS = {"insecure", "ca_file"}
+_REGISTRY_KEYS = {"insecure", "ca_file", "verify"}
+_VERIFY_KEYS = {"key", "identity", "identity_regexp", "issuer", "issuer_regexp", "ca_file"}
+_VERIFY_KEYS |= {"rekor_key"}
+_VERIFY_FILES = {"key", "ca_file", "rekor_key"}
 _TOP_KEYS = {"defaults", "units", "registries", "notify", "metrics", "docker_config"}
 _TOP_VALUES = {"docker_config"}  # top-level keys that are values, not tables
 _NOTIFY_KEYS = {
@@ -160,19 +178,20 @@ def _build(documents: list[tuple[Path, dict[str, Any]]]) -> Config:
             table = _table(path, "defaults", data["defaults"])
             _reject_unknown(path, "defaults", table, _DEFAULTS_KEYS)
             defaults = _policy(path, "defaults", table, defaults)
-    units: dict[str, Unit] = {}
     registries: dict[str, RegistrySettings] = {}
+    for path, data in documents:
+        for host, table in _table(path, "registries", data.get("registries", {})).items():
+            if host in registries:
+                raise ConfigError(f'{path}: registries."{host}" is defined in another file too')
+            registries[host] = _registry(path, host, table)
+    units: dict[str, Unit] = {}
     for path, data in documents:
         for name, table in _table(path, "units", data.get("units", {})).items():
             if name in units:
                 raise ConfigError(
                     f'units."{name}" is defined twice: in {units[name].source} and in {path}'
                 )
-            units[name] = _unit(path, name, table, defaults)
-        for host, table in _table(path, "registries", data.get("registries", {})).items():
-            if host in registries:
-                raise ConfigError(f'{path}: registries."{host}" is defined in another file too')
-            registries[host] = _registry(path, host, table)
+            units[name] = _unit(path, name, table, defaults, registries)
     notify, metrics = _single(documents, "notify"), _single(documents, "metrics")
     docker_config = _single(documents, "docker_config")
     return Config(
@@ -302,7 +321,9 @@ def _docker_config(path: Path, value: Any) -> Path:
     return Path(value)
 
 
-def _unit(path: Path, name: str, raw: Any, defaults: Policy) -> Unit:
+def _unit(
+    path: Path, name: str, raw: Any, defaults: Policy, registries: Mapping[str, RegistrySettings]
+) -> Unit:
     where = f'units."{name}"'
     table = _table(path, where, raw)
     if not _UNIT_NAME.fullmatch(name):
@@ -324,7 +345,13 @@ def _unit(path: Path, name: str, raw: Any, defaults: Policy) -> Unit:
             f"{path}: {where}.container: {_show(container)} is not a container name "
             "(letters, digits, '_', '.', '-', starting with a letter or digit)"
         )
+    # A registry's `verify` comes between the defaults and the unit's own table.
+    settings = registries.get(image.api_host) or registries.get(image.registry)
+    if settings and settings.verify:
+        defaults = replace(defaults, verify=settings.verify)
     policy = _policy(path, where, table, defaults)
+    if policy.follow and image.pinned:
+        raise ConfigError(f"{path}: {where}.follow: a pinned image (with a digest) follows no tag")
     return Unit(name=name, image=image, container=container, policy=policy, source=path)
 
 
@@ -337,7 +364,54 @@ def _policy(path: Path, where: str, table: dict[str, Any], base: Policy) -> Poli
             values[key] = table[key]
     if "window" in table:
         values["window"] = _window(path, f"{where}.window", table["window"])
+    if "follow" in table:
+        values["follow"] = _follow(path, f"{where}.follow", table["follow"])
+    if "min_age" in table:
+        values["min_age"] = duration(path, f"{where}.min_age", table["min_age"])
+    if "verify" in table:
+        values["verify"] = _verify(path, f"{where}.verify", table["verify"])
     return replace(base, **values)
+
+
+def _follow(path: Path, key: str, value: Any) -> Follow:
+    from updater import follow
+
+    if not isinstance(value, str):
+        raise ConfigError(f'{path}: {key}: must be a string like "semver:^1.2" or "regex:..."')
+    try:
+        return follow.parse(value)
+    except ValueError as err:
+        raise ConfigError(f"{path}: {key}: {err}") from err
+
+
+def _verify(path: Path, key: str, raw: Any) -> Verify:
+    """A signature policy: its files must be there and parse now, not at the first new digest."""
+    table = _table(path, key, raw)
+    _reject_unknown(path, key, table, _VERIFY_KEYS)
+    from updater import signature
+
+    values: dict[str, Any] = {}
+    for name, value in table.items():
+        if not isinstance(value, str) or not value or "\0" in value:
+            raise ConfigError(f"{path}: {key}.{name}: must be a non-empty string")
+        if name in _VERIFY_FILES:
+            if not os.path.isabs(value):
+                raise ConfigError(f"{path}: {key}.{name}: {value!r} must be an absolute path")
+            values[name] = Path(value)
+        elif name.endswith("_regexp"):
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ConfigError(f"{path}: {key}.{name}: not a regular expression: {err}") from err
+            values[name] = value
+        else:
+            values[name] = value
+    policy = signature.Verify(**values)
+    try:
+        signature.check_policy(policy)
+    except ValueError as err:
+        raise ConfigError(f"{path}: {key}: {err}") from err
+    return policy
 
 
 def _window(path: Path, key: str, value: Any) -> Window:
@@ -375,7 +449,10 @@ def _registry(path: Path, host: str, raw: Any) -> RegistrySettings:
             raise ConfigError(f"{path}: {where}.ca_file: must be an absolute path to a PEM file")
         if not os.access(ca_file, os.R_OK):
             raise ConfigError(f"{path}: {where}.ca_file: {ca_file} does not exist or is unreadable")
-    return RegistrySettings(insecure=insecure, ca_file=Path(ca_file) if ca_file else None)
+    verify = _verify(path, f"{where}.verify", table["verify"]) if "verify" in table else None
+    return RegistrySettings(
+        insecure=insecure, ca_file=Path(ca_file) if ca_file else None, verify=verify
+    )
 
 
 def _table(path: Path, where: str, value: Any) -> dict[str, Any]:

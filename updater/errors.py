@@ -27,6 +27,10 @@ class SignatureError(UpdaterError):
     """No signature of a digest verified against its unit's policy: the digest is not pulled."""
 
 
+class Unsigned(SignatureError):
+    """No signature of the digest was found at all (CI may not have pushed it yet)."""
+
+
 class EngineError(UpdaterError):
     """The Docker engine could not be asked, or refused."""
 

@@ -50,7 +50,10 @@ def test_registry_settings(main_file, tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[defaults]\nsetle = 1\n", "unknown key 'defaults.setle'; accepted: health_timeout,"),
+        (
+            "[defaults]\nsetle = 1\n",
+            "unknown key 'defaults.setle'; accepted: follow, health_timeout,",
+        ),
         (
             "colour = 1\n",
             "unknown key 'colour'; accepted: defaults, docker_config, metrics, notify, registries,",
@@ -93,7 +96,7 @@ def test_registry_settings(main_file, tmp_path):
         ('[registries."h"]\ninsecure = "yes"\n', "insecure: 'yes' is not true or false"),
         ('[registries."h"]\nca_file = "rel.pem"\n', "ca_file: must be an absolute path"),
         ('[registries."h"]\nca_file = "/nonexistent.pem"\n', "does not exist or is unreadable"),
-        ('[registries."h"]\nverify = false\n', "unknown key 'registries.\"h\".verify'"),
+        ('[registries."h"]\nverfy = false\n', "unknown key 'registries.\"h\".verfy'"),
         ('[registries."a b"]\n', "not a registry host"),
         ("[units\n", "not valid TOML"),
         ("docker_config = 1\n", "docker_config: must be the absolute path of a Docker config"),

@@ -14,7 +14,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from updater.errors import ConfigError, SignatureError
+from updater.errors import ConfigError, SignatureError, Unsigned
 
 if TYPE_CHECKING:
     from updater.reference import Reference
@@ -103,7 +103,8 @@ def verified(
 ) -> str:
     """Find `digest`'s signatures (the `sha256-<hex>.sig` tag, and Sigstore bundles among its
     referrers), verify them against `verify`; return a one-line account of what verified it.
-    Raise SignatureError saying why none verified (the failure that got furthest), ConfigError
+    Raise SignatureError saying why none verified (the failure that got furthest; Unsigned when
+    there is none at all), ConfigError
     when the policy's files no longer read; RegistryError passes through: it is no verdict."""
     from updater.signature import found
     from updater.signature.check import Policy, check
@@ -130,7 +131,7 @@ def verified(
             failures.append(Rejected(UNREADABLE, f"it does not read ({err!r})", candidate.where))
     if not failures:
         tag = found.signature_tag(digest)
-        raise SignatureError(f"{what}: no signature found (looked for the tag {tag} and referrers)")
+        raise Unsigned(f"{what}: no signature found (looked for the tag {tag} and referrers)")
     best = max(failures, key=lambda failure: failure.stage)
     tried = f" ({len(failures)} signatures, none verified)" if len(failures) > 1 else ""
     raise SignatureError(f"{what}: {best.where}: {best.reason}{tried}")

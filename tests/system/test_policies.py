@@ -1,0 +1,120 @@
+"""System tier: the policies that choose and gate a new digest (issue 14), in a real systemd with
+the tests' dockerd and registry: a tag policy deploys the newest tag its range allows, a minimum
+age holds a new digest back, and a signature gate never pulls a digest it cannot verify.
+
+Assertions are on the JSON report, the image the container runs, what the engine holds and the
+requests the registry logged.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from testbed.apps import configure, outcome, updater
+
+pytestmark = pytest.mark.system
+
+
+def _requests(registry) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in registry.requests()]
+
+
+def test_semver_policy_deploys_the_newest_tag_its_range_allows(machine, new_app, system_registry):
+    app = new_app(follow="semver:^1")
+    repository = app.ref.rsplit(":", 1)[0]
+    app.publish("v1", tags=("prod", "1.0.0"))
+    app.install()
+    configure(machine, app)
+    newer = app.publish("v2", tags=("1.1.0",))
+    app.publish("v3", tags=("2.0.0",))  # across the major the range does not allow
+    app.publish("v4", tags=("1.2.0-rc.1",))  # a pre-release, not asked for
+
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 0, reports
+    assert (report["outcome"], report["to_digest"], report["tag"]) == ("updated", newer, "1.1.0")
+    assert app.running_image() == app.images["v2"]
+
+    # Nothing moved: one tags list and one HEAD of the chosen tag, nothing else.
+    system_registry.clear_log()
+    code, reports = updater(machine)
+    assert code == 0 and outcome(reports, app)["outcome"] == "unchanged"
+    path = repository.split("/", 1)[1]
+    assert _requests(system_registry) == [
+        ("GET", f"/v2/{path}/tags/list"),
+        ("HEAD", f"/v2/{path}/manifests/1.1.0"),
+    ]
+
+    done = machine.run("/opt/updater/bin/updater", "check", "--json", check=False)
+    assert '"tag": "1.1.0"' in done.stdout and '"status": "current"' in done.stdout
+
+
+def test_min_age_holds_a_new_digest_back_until_it_is_old_enough(machine, new_app, system_registry):
+    app = new_app(min_age="1h")
+    app.publish("v1")
+    app.install()
+    configure(machine, app)
+    new = app.publish("v2")
+
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 0 and report["outcome"] == "skipped", reports
+    assert (
+        f"{new} was built at" in report["error"]
+        and "min_age lets it be deployed" in report["error"]
+    )
+    assert app.running_image() == app.images["v1"]
+
+    # Waiting costs nothing more than the HEAD: the build time is remembered.
+    system_registry.clear_log()
+    code, reports = updater(machine)
+    assert outcome(reports, app)["outcome"] == "skipped"
+    assert [m for m, _ in _requests(system_registry)] == ["HEAD"]
+
+    app.policy["min_age"] = "1s"  # the image was built more than a second ago
+    configure(machine, app)
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 0 and (report["outcome"], report["to_digest"]) == ("updated", new), reports
+    assert app.running_image() == app.images["v2"]
+
+
+def test_a_digest_signed_by_another_key_is_rejected_never_pulled_then_a_signed_one_deploys(
+    machine, new_app, system_registry, dockerd, tmp_path
+):
+    from testbed.signing import Cosign
+
+    cosign = Cosign(tmp_path / "cosign")
+    ci_key, ci_public = cosign.generate_key_pair("ci")
+    other_key, _ = cosign.generate_key_pair("other")
+    machine.write_file("/etc/updater/cosign.pub", ci_public.read_text())
+    app = new_app()
+    repository = app.ref.rsplit(":", 1)[0]
+    app.publish("v1")
+    app.install()
+    machine.write_file(
+        "/etc/updater/config.toml", app.config() + 'verify = { key = "/etc/updater/cosign.pub" }\n'
+    )
+    bad = app.publish("v2")
+    cosign.sign(f"{repository}@{bad}", other_key, bundle=True)
+
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 1 and report["outcome"] == "rejected", reports
+    assert report["to_digest"] == bad and "signature" in report["error"]
+    assert app.running_image() == app.images["v1"]
+    never = dockerd.docker("image", "inspect", f"{repository}@{bad}", check=False)
+    assert never.returncode != 0  # not pulled
+
+    code, reports = updater(machine)  # remembered: not looked at again until the tag moves
+    report = outcome(reports, app)
+    assert code == 0 and report["outcome"] == "skipped" and bad in report["error"]
+
+    good = app.publish("v3")
+    cosign.sign(f"{repository}@{good}", ci_key, bundle=False)
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 0 and (report["outcome"], report["to_digest"]) == ("updated", good), reports
+    assert app.running_image() == app.images["v3"]
+    history = machine.run("/opt/updater/bin/updater", "history", app.unit, "--json").stdout
+    assert '"event": "rejected"' in history
