@@ -11,12 +11,16 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from updater.clients import Clients, connected
 from updater.config import Config, Unit
 from updater.engine import Container, Image
-from updater.errors import UpdaterError
+from updater.errors import RegistryError, UpdaterError
 from updater.state import Record, State
+
+if TYPE_CHECKING:
+    from updater.follow import Follow
 
 WORKERS = 8  # parallel checks: enough to hide round trips, few enough to stay polite
 
@@ -40,6 +44,7 @@ class Checked:
     error: str | None = None
     container: Container | None = None
     running_image: Image | None = None  # the engine's image the container runs
+    tag: str | None = None  # the registry's tag `remote_digest` is of (a policy's choice)
     warnings: tuple[str, ...] = ()  # what in the unit would defeat the updater, with the fix
 
     def as_json(self) -> dict[str, object]:
@@ -49,6 +54,7 @@ class Checked:
             "container": self.unit.container,
             "running_digest": self.running_digest,
             "remote_digest": self.remote_digest,
+            "tag": self.tag,
             "status": self.status.value,
             "error": self.error,
             "warnings": list(self.warnings),
@@ -93,6 +99,7 @@ def check_unit(unit: Unit, clients: Clients) -> Checked:
     engine = clients.engine
     container: Container | None = None
     image: Image | None = None
+    tag = unit.image.tag
     try:
         container = engine.container(unit.container)
         if container is not None and container.running:
@@ -100,14 +107,30 @@ def check_unit(unit: Unit, clients: Clients) -> Checked:
         remote = unit.image.digest  # a pinned reference is the desired state: no request
         if image is not None and needs_remote(unit, container, image):
             registries = clients.registries
-            remote = registries.digest(unit.image)
+            if unit.policy.follow:
+                tag = followed_tag(unit, unit.policy.follow, registries.tags(unit.image))
+            remote = registries.digest(replace(unit.image, tag=tag))
             image = image.confirmed(
                 unit.image, remote, partial(registries.has_manifest, unit.image)
             )
     except UpdaterError as err:
-        return Checked(unit, Status.ERROR, error=str(err), container=container, running_image=image)
+        return Checked(
+            unit, Status.ERROR, error=str(err), container=container, running_image=image, tag=tag
+        )
     status, running = decide(unit, container, image, remote)
-    return Checked(unit, status, running, remote, container=container, running_image=image)
+    return Checked(unit, status, running, remote, container=container, running_image=image, tag=tag)
+
+
+def followed_tag(unit: Unit, follow: Follow, tags: list[str]) -> str:
+    """The newest of the repository's tags that the unit's `follow` policy accepts."""
+    chosen = follow.newest(tags, unit.policy.prereleases)
+    if chosen is None:
+        left_out = "" if unit.policy.prereleases else ", pre-releases left out"
+        raise RegistryError(
+            f"no tag of {unit.image.repository} matches {follow} "
+            f"({len(tags)} tags listed{left_out})"
+        )
+    return chosen
 
 
 def needs_remote(unit: Unit, container: Container | None, image: Image | None) -> bool:

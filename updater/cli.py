@@ -204,7 +204,7 @@ def _print_check_table(results: Sequence[Checked], out: TextIO) -> None:
                 str(data["image"]),
                 str(data["status"]),
                 _short(data["running_digest"]),
-                _short(data["remote_digest"]),
+                _short(data["remote_digest"]) + (f" ({r.tag})" if r.unit.policy.follow else ""),
             )
         )
         if data["error"]:

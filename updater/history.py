@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 from updater.outcome import Outcome, Report
 from updater.state import Entry
 
-# What a line's `event` may say. The run adds the first three; the commands the rest.
+# What a line's `event` may say. The run adds the first four; the commands the rest.
 UPDATED = "updated"
 ROLLED_BACK = "rolled-back"  # automatically: the new digest was not healthy
+REJECTED = "rejected"  # the new digest's signature did not verify: never pulled
 FAILED = "failed"  # a unit starting to fail (not every run it goes on failing)
 MANUAL_ROLLBACK = "manual-rollback"  # `updater rollback`
 HELD = "held"
@@ -33,6 +34,8 @@ def of_report(report: Report, was_failing: bool, at: str) -> Entry | None:
         return Entry(at, UPDATED, report.from_digest, report.to_digest)
     if report.outcome is Outcome.ROLLED_BACK:
         return Entry(at, ROLLED_BACK, report.from_digest, report.to_digest, report.error)
+    if report.outcome is Outcome.REJECTED:
+        return Entry(at, REJECTED, report.from_digest, report.to_digest, report.error)
     if report.outcome is Outcome.FAILED and not was_failing:
         return Entry(at, FAILED, report.from_digest, report.to_digest, report.error)
     return None

@@ -14,11 +14,12 @@ class Outcome(StrEnum):
     ROLLED_BACK = "rolled-back"
     FAILED = "failed"
     SKIPPED = "skipped"
+    REJECTED = "rejected"  # the new digest is not signed as the unit's policy asks: not pulled
 
     @property
     def bad(self) -> bool:
         """Whether a run with this outcome exits 1: something needs a person's attention."""
-        return self in (Outcome.FAILED, Outcome.ROLLED_BACK)
+        return self in (Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.REJECTED)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Report:
     from_digest: str | None = None
     to_digest: str | None = None
     error: str | None = None
+    tag: str | None = None  # the registry's tag `to_digest` is of
 
     @property
     def running_digest(self) -> str | None:
@@ -45,6 +47,7 @@ class Report:
             "from_digest": self.from_digest,
             "to_digest": self.to_digest,
             "error": self.error,
+            "tag": self.tag,
         }
 
 

@@ -50,6 +50,16 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Seen:
+    """The newest digest a policy unit waits on: when this host first saw it, and when its
+    image was built (None when its config says not), so that waiting costs no request."""
+
+    digest: str
+    at: float  # time.time() when first seen
+    created: float | None = None
+
+
+@dataclass(frozen=True)
 class Failing:
     """The unit has been failing since `since`; people were last told at `notified`."""
 
@@ -88,6 +98,7 @@ class Record:
     history: tuple[Entry, ...] = ()  # oldest first, at most HISTORY
     approved: str | None = None  # the digest a person approved for a `manual` unit
     announced: str | None = None  # the digest a `notify` unit last announced
+    seen: Seen | None = None  # for min_age and the signature's grace: a digest not yet deployed
 
     def failed_digest(self, digest: str | None) -> Failure | None:
         """The failure recorded for `digest`, if that digest is the one that failed."""
@@ -145,7 +156,7 @@ class State:
 
     def finish(self, unit: str, superseded: Iterable[str]) -> None:
         """The update is proven: nothing in flight, no failure, these images kept for rollback."""
-        self._change(unit, pending=None, failed=None, superseded=tuple(superseded))
+        self._change(unit, pending=None, failed=None, superseded=tuple(superseded), seen=None)
         self.save()
 
     def end(self, unit: str) -> None:
@@ -176,6 +187,10 @@ class State:
         """Every unit's history, oldest first."""
         lines = [(name, e) for name, r in self._records.items() for e in r.history]
         return sorted(lines, key=lambda line: line[1].at)
+
+    def see(self, unit: str, seen: Seen | None) -> None:
+        """Remember the digest a unit waits on (saved with the run)."""
+        self._change(unit, seen=seen)
 
     def set_failing(self, unit: str, failing: Failing | None) -> None:
         """Remember whether the unit is failing and when people were told (saved with the run)."""
@@ -227,6 +242,8 @@ def _entry(record: Record) -> dict[str, Any]:
         entry["approved"] = record.approved
     if record.announced:
         entry["announced"] = record.announced
+    if record.seen:
+        entry["seen"] = vars(record.seen)
     return entry
 
 
@@ -244,6 +261,7 @@ def _record(unit: str, entry: Any) -> Record:
         "history": _history,
         "approved": _digest,
         "announced": _digest,
+        "seen": _seen,
     }
     fields: dict[str, Any] = {}
     for key, parse in parsers.items():
@@ -303,6 +321,19 @@ def _failing(raw: Any) -> Failing | None:
     ):
         return None
     return Failing(raw["since"], raw["notified"])
+
+
+def _seen(raw: Any) -> Seen | None:
+    if not isinstance(raw, dict) or not _is_digest(raw.get("digest")):
+        return None
+    at, created = raw.get("at"), raw.get("created")
+    if not _seconds(at) or not (created is None or _seconds(created)):
+        return None
+    return Seen(raw["digest"], float(raw["at"]), None if created is None else float(created))
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1e11
 
 
 def _superseded(raw: Any) -> tuple[str, ...] | None:

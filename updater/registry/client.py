@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import re
 import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -33,6 +36,10 @@ MANIFEST_TYPES = ", ".join(
 )
 MANIFEST_CAP = 4 * 1024 * 1024  # the registry's own limit on a manifest's size
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+INDEX_TYPES = (OCI_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")
+_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
+_CREATED = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)")
+_Y2K = 946684800
 MAX_TAG_PAGES = 100  # 100,000 tags at 1000 a page
 
 
@@ -155,6 +162,24 @@ class Registries:
             return []
         return _descriptors(body, what)
 
+    def created(self, ref: Reference, digest: str) -> float | None:
+        """When the image `digest` was built, by its config's `created` (for an index, the
+        image for this machine's platform); None when the config does not say, or says a time
+        before 2000 (a reproducible build's epoch)."""
+        media_type, body = self.manifest(ref, digest)
+        what = f"reading {ref.repository}@{digest}"
+        document = _json(body, what)
+        if media_type in INDEX_TYPES or "manifests" in document:
+            child = _platform_manifest(_descriptors(body, what))
+            if child is None:
+                return None
+            document = _json(self.manifest(ref, child)[1], what)
+        config = document.get("config") if isinstance(document, dict) else None
+        if not isinstance(config, dict) or not is_sha256(config.get("digest")):
+            return None
+        image = _json(self.blob(ref, config["digest"], MANIFEST_CAP), what)
+        return _time(image.get("created") if isinstance(image, dict) else None)
+
     def _manifest(self, ref: Reference, method: str) -> Answer:
         cap = MANIFEST_CAP if method == "GET" else SMALL_BODY
         return self._api(ref, method, f"manifests/{ref.tag}", MANIFEST_TYPES, cap)
@@ -268,3 +293,27 @@ def _descriptors(body: bytes, what: str) -> list[dict[str, Any]]:
     if not isinstance(manifests, list):
         raise RegistryError(f"{what}: the registry's answer is not an image index")
     return [m for m in manifests if isinstance(m, dict) and is_sha256(m.get("digest"))]
+
+
+def _platform_manifest(descriptors: list[dict[str, Any]]) -> str | None:
+    """The digest of the image for this machine's platform (linux), as the engine would pull."""
+    machine = platform.machine()
+    arch = _ARCHITECTURES.get(machine, machine)
+    for descriptor in descriptors:
+        found = descriptor.get("platform")
+        if isinstance(found, dict) and (found.get("os"), found.get("architecture")) == (
+            "linux",
+            arch,
+        ):
+            return str(descriptor["digest"])
+    return None
+
+
+def _time(value: Any) -> float | None:
+    """Seconds since the epoch from an RFC 3339 time; None when absent, odd or before 2000."""
+    found = _CREATED.fullmatch(value) if isinstance(value, str) else None
+    if not found:
+        return None
+    zone = "+00:00" if found[2] == "Z" else found[2]
+    seconds = datetime.fromisoformat(found[1] + zone).timestamp()
+    return seconds if seconds >= _Y2K else None
