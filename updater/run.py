@@ -72,7 +72,7 @@ def _check_and_update(
     notifier.notify(f"STATUS=checking {len(units)} unit(s)")
     with connected(config, state_dir, keep_tokens=True) as clients:
         checked = check_all(units, clients)
-        host = Host(clients.engine, state, started=time.time())
+        host = Host(clients.engine, state, started=time.time(), registries=clients.registries)
         reports, waiting = [], []
         for item in checked:
             notifier.notify(f"STATUS=updating {item.unit.name}")

@@ -23,6 +23,7 @@ from updater.errors import EngineError, UpdaterError
 from updater.health import Expectation, Observation, Verdict, verify
 from updater.outcome import Outcome, Report
 from updater.plan import Deploy, Leave, Resume, RollBack
+from updater.registry import Registries
 from updater.state import Failure, Pending, Record, State
 
 log = logging.getLogger("updater")
@@ -37,6 +38,7 @@ class Host:
     started: float = (
         0.0  # when the run began (time.time()), to tell whether the CI trigger asked for it
     )
+    registries: Registries | None = None  # for the gates a new digest passes before its pull
 
 
 def update(checked: Checked, host: Host) -> Report:
@@ -59,7 +61,8 @@ def update(checked: Checked, host: Host) -> Report:
                 return _report(checked, outcome, reason)
             case Deploy(digest):
                 # The report names the digest deployed: an approved one may not be the tag's.
-                return deploy(replace(checked, remote_digest=digest), step, host)
+                checked = replace(checked, remote_digest=digest)
+                return _held_back(checked, record, host) or deploy(checked, step, host)
             case Resume(pending):
                 log.warning("%s: finishing the update an earlier run began", checked.unit.name)
                 return keep_or_roll_back(
@@ -70,6 +73,22 @@ def update(checked: Checked, host: Host) -> Report:
                 return roll_back(checked, pending, failure, host)
     except UpdaterError as err:
         return _report(checked, Outcome.FAILED, str(err))
+
+
+def _held_back(checked: Checked, record: Record, host: Host) -> Report | None:
+    """What a new digest's minimum age or signature says, when it keeps the digest back."""
+    policy, digest = checked.unit.policy, checked.remote_digest
+    if (not policy.min_age and policy.verify is None) or host.registries is None or not digest:
+        return None
+    from updater import gates  # only for units with such a policy
+
+    found = gates.admit(checked, digest, host.registries, host.state, record.approved == digest)
+    match found:
+        case Leave(outcome, reason):
+            return _report(checked, outcome, reason)
+        case gates.Rejected(reason):
+            return _report(checked, Outcome.REJECTED, reason)
+    return None
 
 
 def _in_window(checked: Checked, record: Record, host: Host) -> bool:
@@ -229,7 +248,9 @@ def _report(
     """The unit's line in the report; `since` is the digest it ran before this update."""
     unit = checked.unit
     from_digest = since or checked.running_digest
-    return Report(unit.name, str(unit.image), outcome, from_digest, checked.remote_digest, error)
+    return Report(
+        unit.name, str(unit.image), outcome, from_digest, checked.remote_digest, error, checked.tag
+    )
 
 
 def _progress(unit: str) -> Callable[[dict[str, Any]], None]:
