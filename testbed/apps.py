@@ -30,15 +30,25 @@ class App:
         self.policy = {"settle": 2, "health_timeout": 20, **policy}
         self.images: dict[str, str] = {}  # seed -> image ID
 
-    def publish(self, seed: str, keep_local: bool = False, **image: str) -> str:
+    def publish(
+        self, seed: str, keep_local: bool = False, tags: tuple[str, ...] = (), **image: str
+    ) -> str:
         """Build and push a new image to the tag (what CI does on git push); its digest.
 
+        `tags`: push it to these tags of the repository instead (a release's version tags).
         The engine then forgets it, as a host that did not build it would, unless `keep_local`
         (someone pulled it by hand: the tag moved, the container still runs the old image).
         """
         local = self.dockerd.docker("image", "inspect", "-f", "{{.Id}}", self.ref, check=False)
         self.images[seed] = build_image(self.dockerd, self.ref, seed=f"{self.name}-{seed}", **image)
-        digest = push(self.dockerd, self.ref, auth=self.auth)
+        repository = self.ref.rsplit(":", 1)[0]
+        for other in (f"{repository}:{tag}" for tag in tags):
+            self.dockerd.docker("tag", self.ref, other)
+            digest = push(self.dockerd, other, auth=self.auth)
+            if other != self.ref:
+                self.dockerd.docker("rmi", other)
+        if not tags:
+            digest = push(self.dockerd, self.ref, auth=self.auth)
         if not keep_local:
             self.dockerd.docker("rmi", self.ref)
             if local.returncode == 0:  # the host's tag still names what it pulled before

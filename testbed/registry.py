@@ -920,7 +920,13 @@ class Registry:
         return digest
 
     def _push_single(
-        self, repo: str, seed: str, manifest_type: str, config_type: str, layer_type: str
+        self,
+        repo: str,
+        seed: str,
+        manifest_type: str,
+        config_type: str,
+        layer_type: str,
+        created: str = "1970-01-01T00:00:00Z",
     ) -> tuple[str, bytes]:
         """Push a layer, a config and (by digest) a single-platform manifest."""
         layer_tar = _seed_tar(seed)
@@ -929,14 +935,14 @@ class Registry:
             {
                 "architecture": "amd64",
                 "os": "linux",
-                "created": "1970-01-01T00:00:00Z",
+                "created": created,
                 "config": {
                     "Cmd": ["/bin/sh"],
                     "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
                     "Labels": {"org.updater.testbed.seed": seed},
                 },
                 "rootfs": {"type": "layers", "diff_ids": [_sha256(layer_tar)]},
-                "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "testbed /seed"}],
+                "history": [{"created": created, "created_by": "testbed /seed"}],
             }
         )
         layer_digest = self.upload_blob(repo, layer)
@@ -990,23 +996,33 @@ class Registry:
         )
         return self.put_manifest(repo, _sha256(manifest), OCI_MANIFEST, manifest), manifest
 
-    def push_image(self, repo: str, tag: str, *, seed: str, kind: ImageKind = "docker") -> str:
+    def push_image(
+        self,
+        repo: str,
+        tag: str,
+        *,
+        seed: str,
+        kind: ImageKind = "docker",
+        created: str = "1970-01-01T00:00:00Z",
+    ) -> str:
         """Push a tiny image (one layer holding /seed) under ``repo:tag``; the tag's digest.
+        ``created``: its config's build time (by default the epoch, as reproducible builds say).
 
         ``kind``: "docker" (Docker v2 manifest), "oci" (OCI manifest), "oci-index" (OCI index:
         linux/amd64 manifest plus a buildx-style attestation manifest), "docker-list" (Docker
         manifest list with one linux/amd64 entry). Same seed and kind give the same digest.
         """
         if kind == "docker":
-            _, body = self._push_single(repo, seed, DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER)
+            single = (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER, created)
+            _, body = self._push_single(repo, seed, *single)
             return self.put_manifest(repo, tag, DOCKER_MANIFEST, body)
         if kind == "oci":
-            _, body = self._push_single(repo, seed, OCI_MANIFEST, OCI_CONFIG, OCI_LAYER)
+            _, body = self._push_single(repo, seed, OCI_MANIFEST, OCI_CONFIG, OCI_LAYER, created)
             return self.put_manifest(repo, tag, OCI_MANIFEST, body)
         amd64 = {"architecture": "amd64", "os": "linux"}
         if kind == "docker-list":
             digest, body = self._push_single(
-                repo, seed, DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER
+                repo, seed, DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER, created
             )
             entry = {"mediaType": DOCKER_MANIFEST, "digest": digest, "size": len(body)}
             index = {
@@ -1016,7 +1032,9 @@ class Registry:
             }
             return self.put_manifest(repo, tag, DOCKER_LIST, _canonical(index))
         if kind == "oci-index":
-            digest, body = self._push_single(repo, seed, OCI_MANIFEST, OCI_CONFIG, OCI_LAYER)
+            digest, body = self._push_single(
+                repo, seed, OCI_MANIFEST, OCI_CONFIG, OCI_LAYER, created
+            )
             att_digest, att_body = self._push_attestation(repo, seed, digest)
             index = {
                 "schemaVersion": 2,
