@@ -27,6 +27,7 @@ def test_current(cli, app, registry):
         "container": app.name,
         "running_digest": digest,
         "remote_digest": digest,
+        "tag": app.ref.rsplit(":", 1)[1],
         "status": "current",
         "error": None,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from updater.alerts import Event, alert
+from updater.config import Notify
 from updater.outcome import Outcome, Report
 from updater.state import Failing
 
@@ -72,3 +73,10 @@ def test_no_reminders_when_remind_is_off_and_an_odd_stamp_reminds():
 def test_reminders_go_with_failed_in_notify_on():
     reminder = Event("still-failing", report(Outcome.FAILED))
     assert reminder.wanted(("failed",)) and not reminder.wanted(("updated", "recovered"))
+
+
+def test_a_rejected_digest_is_told_once_and_its_skipped_runs_say_nothing():
+    # Rejected once; later runs skip the remembered digest: no reminder, no "recovered".
+    rejected, skipped = Outcome.REJECTED, Outcome.SKIPPED
+    assert runs([Outcome.UNCHANGED, rejected, skipped, skipped, skipped]) == ["rejected"]
+    assert Event("rejected", report(rejected)).wanted(Notify().on)

@@ -116,6 +116,7 @@ def test_rollback_of_a_healthy_but_wrong_release_stays(machine, new_app):
         "from_digest": v2,
         "to_digest": v1,
         "error": None,
+        "tag": None,  # a digest the engine kept, not one a registry tag points to
     }
     assert app.running_image() == app.images["v1"]
     for _ in range(3):

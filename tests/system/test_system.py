@@ -33,6 +33,7 @@ def test_updated_then_unchanged(machine, new_app):
         "from_digest": old,
         "to_digest": new,
         "error": None,
+        "tag": "prod",
     }
     assert app.running_image() == app.images["v2"]
     after = app.show("InvocationID")
