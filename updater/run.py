@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from updater.revision import Change
 
 log = logging.getLogger("updater")
+# The outcomes that use up an approval: it lets one deployment be tried, not more.
+_USED_APPROVAL = (Outcome.UPDATED, Outcome.ROLLED_BACK, Outcome.REJECTED)
 
 
 def run(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Report]:
@@ -79,7 +81,7 @@ def _check_and_update(
             record = state.record(item.unit.name)
             report = update(item, host)
             reports.append(report)
-            if record.approved and report.outcome in (Outcome.UPDATED, Outcome.ROLLED_BACK):
+            if record.approved and report.outcome in _USED_APPROVAL:
                 state.approve(item.unit.name, None)  # used: the approval deploys once
             if plan.waiting(item, record) and record.announced != item.remote_digest:
                 waiting.append((report, item))

@@ -40,6 +40,7 @@ INDEX_TYPES = (OCI_INDEX, "application/vnd.docker.distribution.manifest.list.v2+
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 _CREATED = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)")
 _Y2K = 946684800
+TAGS_PAGE = 1000  # tags asked for per tags-list request (`?n=`)
 MAX_TAG_PAGES = 100  # 100,000 tags at 1000 a page
 
 
@@ -130,10 +131,10 @@ class Registries:
         return answer.body
 
     def tags(self, ref: Reference) -> list[str]:
-        """Every tag of `ref`'s repository: one tags-list request per page of 1000, following
+        """Every tag of `ref`'s repository: one tags-list request per page of TAGS_PAGE, following
         the registry's `Link: <...>; rel="next"` (at most MAX_TAG_PAGES pages)."""
         found: list[str] = []
-        path = "tags/list?n=1000"
+        path = f"tags/list?n={TAGS_PAGE}"
         what = f"listing the tags of {ref.repository}"
         for _ in range(MAX_TAG_PAGES):
             with translated(what, ref.api_host):
@@ -141,7 +142,7 @@ class Registries:
             if answer.status != 200:
                 raise RegistryError(f"{what}: {self._explain(ref, answer)}")
             found.extend(_tag_page(answer.body, what))
-            path = _next_page(answer.headers.get("Link", ""), ref)
+            path = _next_page(answer.headers.get("Link", ""), ref, what)
             if not path:
                 return found
         raise RegistryError(f"{what}: more than {MAX_TAG_PAGES} pages of tags")
@@ -273,8 +274,9 @@ def _tag_page(body: bytes, what: str) -> list[str]:
     return tags
 
 
-def _next_page(link: str, ref: Reference) -> str:
-    """The path (relative to /v2/NAME/) of the page `Link: <URL>; rel="next"` names, or ""."""
+def _next_page(link: str, ref: Reference, what: str) -> str:
+    """The path (relative to /v2/NAME/) of the page `Link: <URL>; rel="next"` names, or "".
+    A next page elsewhere than this repository is an error: the list would be cut short."""
     for value in link.split(","):
         target, _, params = value.partition(";")
         if 'rel="next"' not in params.replace(" ", ""):
@@ -282,7 +284,7 @@ def _next_page(link: str, ref: Reference) -> str:
         parts = urlsplit(target.strip().strip("<>"))
         prefix = f"/v2/{ref.path}/"
         if parts.netloc not in ("", ref.api_host) or not parts.path.startswith(prefix):
-            return ""  # elsewhere than this repository: not followed
+            raise RegistryError(f"{what}: the next page is elsewhere ({target.strip()[:200]})")
         return parts.path.removeprefix(prefix) + (f"?{parts.query}" if parts.query else "")
     return ""
 

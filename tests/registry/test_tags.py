@@ -1,0 +1,54 @@
+"""Registry tier: the tags list a `follow` policy reads, against the real docker-registry: one
+request, and what a missing repository says."""
+
+from __future__ import annotations
+
+import pytest
+
+from updater.config import RegistrySettings
+from updater.errors import RegistryError
+from updater.reference import parse
+from updater.registry import Registries, client
+
+pytestmark = pytest.mark.registry
+
+
+@pytest.fixture
+def registries():
+    found = Registries(lambda host: RegistrySettings())
+    yield found
+    found.close()
+
+
+def test_one_request_lists_every_tag(registry, registries):
+    # Docker's registry 2.8 answers every tag in one page, whatever `n` asks (pagination came
+    # with distribution 3; tests/pure/test_tag_pages.py follows its Link pages).
+    digest = registry.push_image("acme/app", "1.0.0", seed="one")
+    names = [f"1.{i}.0" for i in range(1, 10)]
+    for name in names:
+        registry.put_manifest("acme/app", name, *_manifest_of(registry, digest))
+    registry.clear_log()
+
+    tags = registries.tags(parse(f"{registry.host}/acme/app:current"))
+    assert sorted(tags) == sorted(["1.0.0", *names])
+    assert [(r.method, r.path, r.query) for r in registry.requests()] == [
+        ("GET", "/v2/acme/app/tags/list", f"n={client.TAGS_PAGE}")
+    ]
+
+
+def test_a_missing_repository_is_a_registry_error(registry, registries):
+    with pytest.raises(
+        RegistryError, match="listing the tags of .*acme/none: registry answered 404"
+    ):
+        registries.tags(parse(f"{registry.host}/acme/none:current"))
+
+
+def _manifest_of(registry, digest: str) -> tuple[str, bytes]:
+    import requests
+
+    from testbed.registry import ACCEPT_ALL
+
+    answer = requests.get(
+        f"{registry.url}/v2/acme/app/manifests/{digest}", headers={"Accept": ACCEPT_ALL}, timeout=10
+    )
+    return answer.headers["Content-Type"], answer.content
