@@ -45,7 +45,11 @@ from updater.signature.found import Candidate, pae, read_annotation_entry, read_
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32
-NOW = dt.datetime.now(dt.UTC).timestamp()
+
+
+def now() -> float:
+    """The time of the check: each test's own (the certificates it makes start a minute ago)."""
+    return dt.datetime.now(dt.UTC).timestamp()
 
 
 def spki(key: object) -> bytes:
@@ -317,11 +321,11 @@ def test_rsa_pkcs1_and_ed25519_signatures_verify():
 def test_a_key_signature_of_the_digest_verifies(pki):
     policy = pki.policy(key=pki["cosign.pub"])
     assert (
-        check(legacy(pki.signer, simple_signing()), DIGEST, policy, NOW)
+        check(legacy(pki.signer, simple_signing()), DIGEST, policy, now())
         == f"by key {pki['cosign.pub']}"
     )
     assert (
-        check(envelope(pki.signer, statement()), DIGEST, policy, NOW)
+        check(envelope(pki.signer, statement()), DIGEST, policy, now())
         == f"by key {pki['cosign.pub']}"
     )
 
@@ -366,7 +370,7 @@ def test_a_key_signature_of_the_digest_verifies(pki):
 )
 def test_a_key_signature_that_does_not_sign_the_digest_is_rejected(pki, candidate, message):
     with pytest.raises(Rejected, match=f"^{message}"):
-        check(candidate(pki.signer), DIGEST, pki.policy(key=pki["cosign.pub"]), NOW)
+        check(candidate(pki.signer), DIGEST, pki.policy(key=pki["cosign.pub"]), now())
 
 
 def test_another_keys_signature_is_rejected(pki):
@@ -374,7 +378,7 @@ def test_another_keys_signature_is_rejected(pki):
         Rejected,
         match=r"does not verify with key .*other.pub: another key's, or its payload was altered",
     ):
-        check(legacy(pki.signer, simple_signing()), DIGEST, pki.policy(key=pki["other.pub"]), NOW)
+        check(legacy(pki.signer, simple_signing()), DIGEST, pki.policy(key=pki["other.pub"]), now())
 
 
 # --------------------------------------------------------------------------- certificates
@@ -393,7 +397,9 @@ def signed_by(
 @pytest.mark.parametrize("bundle", [False, True])
 def test_a_certificate_of_the_identity_from_the_ca_verifies(pki, bundle):
     candidate = signed_by(pki, pki.ca.leaf(), bundle)
-    assert check(candidate, DIGEST, pki.policy(keyless(pki)), NOW) == f"by {IDENTITY} from {ISSUER}"
+    assert (
+        check(candidate, DIGEST, pki.policy(keyless(pki)), now()) == f"by {IDENTITY} from {ISSUER}"
+    )
     regexps = keyless(
         pki,
         identity=None,
@@ -401,19 +407,19 @@ def test_a_certificate_of_the_identity_from_the_ca_verifies(pki, bundle):
         issuer=None,
         issuer_regexp=r"https://token\.actions\..*",
     )
-    assert check(candidate, DIGEST, pki.policy(regexps), NOW) == f"by {IDENTITY} from {ISSUER}"
+    assert check(candidate, DIGEST, pki.policy(regexps), now()) == f"by {IDENTITY} from {ISSUER}"
 
 
 def test_the_issuer_is_read_from_either_extension_and_the_identity_from_an_email(pki):
     for extension in ("v1", "v2"):
         candidate = signed_by(pki, pki.ca.leaf(issuer_extension=extension))
-        assert check(candidate, DIGEST, pki.policy(keyless(pki)), NOW).endswith(f"from {ISSUER}")
+        assert check(candidate, DIGEST, pki.policy(keyless(pki)), now()).endswith(f"from {ISSUER}")
     candidate = signed_by(
         pki, pki.ca.leaf("release@acme.example", "https://accounts.google.com", email=True)
     )
     policy = keyless(pki, identity="release@acme.example", issuer="https://accounts.google.com")
     assert (
-        check(candidate, DIGEST, pki.policy(policy), NOW)
+        check(candidate, DIGEST, pki.policy(policy), now())
         == "by release@acme.example from https://accounts.google.com"
     )
 
@@ -421,12 +427,12 @@ def test_the_issuer_is_read_from_either_extension_and_the_identity_from_an_email
 def test_only_the_root_or_only_the_intermediate_in_ca_file(pki):
     candidate = signed_by(pki, pki.ca.leaf())
     alone = keyless(pki, ca_file=pki["intermediate.pem"])
-    assert check(candidate, DIGEST, pki.policy(alone), NOW) == f"by {IDENTITY} from {ISSUER}"
+    assert check(candidate, DIGEST, pki.policy(alone), now()) == f"by {IDENTITY} from {ISSUER}"
     with pytest.raises(
         Rejected,
         match="no CA in ca_file is 'Common Name: testbed intermediate, Organization: updater testbed', which issued its certificate",
     ):
-        check(candidate, DIGEST, pki.policy(keyless(pki, ca_file=pki["root.pem"])), NOW)
+        check(candidate, DIGEST, pki.policy(keyless(pki, ca_file=pki["root.pem"])), now())
 
 
 def mismatched_intermediate(pki: Pki) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
@@ -518,7 +524,7 @@ def test_a_certificate_that_is_not_the_policys_is_rejected(pki, leaf, policy, me
     fields = {k: pki[v] if k == "ca_file" else v for k, v in policy.items()}
     candidate = signed_by(pki, leaf(pki))
     with pytest.raises(Rejected, match=f"^{message}"):
-        check(candidate, DIGEST, pki.policy(keyless(pki, **fields)), NOW)
+        check(candidate, DIGEST, pki.policy(keyless(pki, **fields)), now())
 
 
 def test_a_certificate_issued_by_a_certificate_that_is_no_ca_is_rejected(pki, tmp_path):
@@ -528,7 +534,7 @@ def test_a_certificate_issued_by_a_certificate_that_is_no_ca_is_rejected(pki, tm
     with pytest.raises(
         Rejected, match=r"^the certificate \(empty name\) in ca_file signed one but is not a CA"
     ):
-        check(candidate, DIGEST, pki.policy(policy), NOW)
+        check(candidate, DIGEST, pki.policy(policy), now())
 
 
 def test_a_chain_longer_than_a_cas_path_length_is_rejected(pki, tmp_path):
@@ -548,7 +554,7 @@ def test_a_chain_longer_than_a_cas_path_length_is_rejected(pki, tmp_path):
         Rejected,
         match="^the CA 'Common Name: testbed intermediate, Organization: updater testbed' allows 0 intermediates below it, not 1",
     ):
-        check(candidate, DIGEST, pki.policy(policy), NOW)
+        check(candidate, DIGEST, pki.policy(policy), now())
 
 
 def test_a_certificates_signature_over_another_payload_is_rejected(pki):
@@ -557,18 +563,18 @@ def test_a_certificates_signature_over_another_payload_is_rejected(pki):
         candidate, payload=simple_signing(OTHER), signed=simple_signing(OTHER)
     )
     with pytest.raises(Rejected, match="^its payload does not match its signature"):
-        check(altered, DIGEST, pki.policy(keyless(pki)), NOW)
+        check(altered, DIGEST, pki.policy(keyless(pki)), now())
     with pytest.raises(Rejected, match=f"^it signs {DIGEST}, not {OTHER}"):
-        check(candidate, OTHER, pki.policy(keyless(pki)), NOW)
+        check(candidate, OTHER, pki.policy(keyless(pki)), now())
 
 
 def test_a_key_signature_is_no_keyless_signature_and_the_reverse(pki):
     with pytest.raises(
         Rejected, match=f"^it is signed by a key, with no certificate for identity {IDENTITY}"
     ):
-        check(legacy(pki.signer, simple_signing()), DIGEST, pki.policy(keyless(pki)), NOW)
+        check(legacy(pki.signer, simple_signing()), DIGEST, pki.policy(keyless(pki)), now())
     with pytest.raises(Rejected, match="^it is signed with a certificate, not by key"):
-        check(signed_by(pki, pki.ca.leaf()), DIGEST, pki.policy(key=pki["cosign.pub"]), NOW)
+        check(signed_by(pki, pki.ca.leaf()), DIGEST, pki.policy(key=pki["cosign.pub"]), now())
 
 
 # --------------------------------------------------------------------------- the transparency log
@@ -620,7 +626,7 @@ def test_a_logged_key_signature_verifies_with_the_logs_key(pki, bundle):
     )
     candidate = logged(pki, candidate, public_pem(pki.signer), at=1_700_000_000)
     policy = pki.policy(key=pki["cosign.pub"], rekor_key=pki["rekor.pub"])
-    account = check(candidate, DIGEST, policy, NOW)
+    account = check(candidate, DIGEST, policy, now())
     assert account.startswith(
         f"by key {pki['cosign.pub']}, in the transparency log since 2023-11-14T22:13:20Z (entry "
     )
@@ -635,14 +641,14 @@ def test_a_logged_certificate_is_checked_when_the_log_recorded_it(pki, bundle):
     recorded = int(start.timestamp()) + 120
     policy = pki.policy(keyless(pki, rekor_key=pki["rekor.pub"]))
     assert check(
-        logged(pki, candidate, pem(certificate), at=recorded), DIGEST, policy, NOW
+        logged(pki, candidate, pem(certificate), at=recorded), DIGEST, policy, now()
     ).startswith(f"by {IDENTITY} from {ISSUER}, in the transparency log since ")
     late = logged(pki, candidate, pem(certificate), at=recorded + 3600)
     with pytest.raises(
         Rejected,
         match=r"^its certificate expired at \S+ \(checked at \S+, when the transparency log recorded the signature\)",
     ):
-        check(late, DIGEST, policy, NOW)
+        check(late, DIGEST, policy, now())
 
 
 @pytest.mark.parametrize("bundle", [False, True])
@@ -692,7 +698,7 @@ def test_a_log_entry_that_is_not_the_logs_or_not_this_signatures_is_rejected(pki
     ]
     for case, message in cases:
         with pytest.raises(Rejected, match=message):
-            check(case, DIGEST, policy, NOW)
+            check(case, DIGEST, policy, now())
 
 
 def test_the_test_log_canonicalizes_dsse_as_rekor_does():
@@ -747,4 +753,4 @@ def test_a_damaged_signature_is_rejected_never_a_traceback(logged_keyless, field
     else:
         damaged = dataclasses.replace(candidate, **{field: bytes(data)})
     with pytest.raises(Rejected):
-        check(damaged, DIGEST, policy, NOW)
+        check(damaged, DIGEST, policy, now())

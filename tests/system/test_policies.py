@@ -8,6 +8,8 @@ requests the registry logged.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from testbed.apps import configure, outcome, updater
@@ -71,8 +73,13 @@ def test_min_age_holds_a_new_digest_back_until_it_is_old_enough(machine, new_app
     assert outcome(reports, app)["outcome"] == "skipped"
     assert [m for m, _ in _requests(system_registry)] == ["HEAD"]
 
-    app.policy["min_age"] = "1s"  # the image was built more than a second ago
-    configure(machine, app)
+    # An hour on: the remembered build time (and first sight) moved back, as time passing would.
+    state = json.loads(machine.read_file("/var/lib/updater/state.json"))
+    seen = state["units"][app.unit]["seen"]
+    assert seen["digest"] == new and seen["created"] <= seen["at"]
+    seen["at"] -= 3600
+    seen["created"] -= 3600
+    machine.write_file("/var/lib/updater/state.json", json.dumps(state), mode=0o600)
     code, reports = updater(machine)
     report = outcome(reports, app)
     assert code == 0 and (report["outcome"], report["to_digest"]) == ("updated", new), reports
