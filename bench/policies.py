@@ -283,6 +283,18 @@ def print_case(title: str, rows: list[dict[str, Any]]) -> None:
     sys.stdout.flush()
 
 
+def print_verdict(results: dict[str, Any]) -> None:
+    """Whether every counted run kept to what issue 14 allows it."""
+    checked = [f for f in results["idle"] + results["new_digest"] if f["allowed_per_unit"]]
+    over = [f["label"] for f in checked if not f["within_allowance"]]
+    results["issue_14_point_4_met"] = not over
+    if over:
+        print(f"\nissue 14 point 4: NOT MET by {'; '.join(over)}")
+        return
+    print(f"\nissue 14 point 4: met by every counted run of the {len(checked)} cases it bounds "
+          "(1 HEAD per unit, and one tags list per 1000 tags for follow)")  # fmt: skip
+
+
 def print_header(results: dict[str, Any]) -> None:
     """The machine, the versions, the command and the kinds."""
     print_machine("updater policies benchmark (issue 14)", results)
@@ -317,6 +329,7 @@ def measure(args: argparse.Namespace, world: World, bed: Bed) -> dict[str, Any]:
     print_case(f"idle `updater run` (nothing changed), N={args.n} of each kind", results["idle"])
     results["new_digest"] = new_digest(world, launcher, bed, args.rounds)
     print_case(f"a new digest on every unit's tag, N={args.n}", results["new_digest"])
+    print_verdict(results)
     return results
 
 
