@@ -20,7 +20,8 @@ IDLE = "idle"
 IDLE_CMD = '["/bin/sh", "-c", "trap \'exit 0\' TERM; sleep 2147483647 & wait $!"]'
 
 
-def _parallel(fn: Callable[[int], None], items: Sequence[int], what: str) -> None:
+def parallel(fn: Callable[[int], None], items: Sequence[int], what: str) -> None:
+    """fn(i) for each item, SETUP_WORKERS at a time, and one progress line."""
     if not items:
         return
     started = time.monotonic()
@@ -42,8 +43,8 @@ class Units:
         containers exist."""
         # Images are per repository: the proxy scenario reuses the loopback one's.
         self._each(f"image/{s.repo_prefix}", s, n, self._build_and_push, "images built and pushed")
-        if s.name == "proxy":
-            self._each("proxy", s, n, self._push_to_proxy, "tagged and pushed")
+        if s.ref_host != s.registry.host:  # reached through a proxy: its containers are elsewhere
+            self._each(f"pushed/{s.name}", s, n, self._push_to_proxy, "tagged and pushed")
         else:
             self._each(f"docker/{s.name}", s, n, self._docker_run, "docker run -d")
         if podman:
@@ -53,7 +54,7 @@ class Units:
         self, key: str, s: Scenario, n: int, fn: Callable[[Scenario, int], None], what: str
     ) -> None:
         """fn(s, i) for the units not done yet under `key`, in parallel."""
-        _parallel(lambda i: fn(s, i), range(self.done[key], n), f"{s.name}: {what}")
+        parallel(lambda i: fn(s, i), range(self.done[key], n), f"{s.name}: {what}")
         self.done[key] = max(self.done[key], n)
 
     def _build_and_push(self, s: Scenario, i: int) -> None:
@@ -84,14 +85,15 @@ class Units:
         env = self.world.child_env(s.auth_file)
         s.podman.run_container(f"{s.podman_prefix}{i}", s.ref(i), env)
 
-    def write_config(self, s: Scenario, n: int) -> Path:
-        """The updater's configuration for the scenario's first n units."""
+    def write_config(self, s: Scenario, n: int, policy: Sequence[str] = ()) -> Path:
+        """The updater's configuration for the scenario's first n units; `policy`: lines added
+        to each unit's table (`follow = "semver:^1"`)."""
         path = self.world.ws / "configs" / f"{s.name}-{n}.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = []
         for i in range(n):
             unit = f"{s.docker_prefix}{i}"
             lines += [f'[units."{unit}.service"]', f'image = "{s.ref(i)}"',
-                      f'container = "{unit}"', ""]  # fmt: skip
+                      f'container = "{unit}"', *policy, ""]  # fmt: skip
         path.write_text("\n".join(lines))
         return path
