@@ -46,7 +46,10 @@ class Proxy(ThreadingHTTPServer):
     def forward(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else None
-        headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP}
+        headers: dict[str, str] = {}
+        for key, value in handler.headers.items():  # repeated ones (dockerd's Accept) joined
+            if key.lower() not in _HOP:
+                headers[key] = f"{headers[key]}, {value}" if key in headers else value
         try:
             answer = self._session.request(
                 handler.command,
