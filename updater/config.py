@@ -6,7 +6,7 @@ import os
 import re
 import shlex
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ class Policy:
     prereleases: bool = False  # whether `follow = "semver:..."` may choose a pre-release
     min_age: float = 0  # seconds a new digest's image must have existed before it is deployed
     verify: Verify | None = None  # the signature a new digest needs before it is pulled
+    fleet: bool = True  # with [fleet]: roll out with the group's other hosts; false: alone
 
 
 @dataclass(frozen=True)
@@ -89,12 +90,39 @@ class Notify:
 
 
 @dataclass(frozen=True)
+class Fleet:
+    """The group of hosts a unit's new digest rolls out across, through etcd."""
+
+    etcd: tuple[str, ...]  # endpoints, tried in order
+    group: str
+    host: str  # this host's name in the group (default: its machine-id)
+    max_parallel: int | str = 1  # hosts restarting at once: a number, or "25%" of live hosts
+    canary: int = 1  # hosts that must prove a digest before the others may start
+    lease_ttl: float = 0  # seconds a dead holder can block a slot; 0: from the unit's policy
+    member_ttl: float = 300  # seconds a host counts as live after it last spoke
+    timeout: float = 5  # seconds per etcd request
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+
+    def lease_for(self, policy: Policy) -> int:
+        """The TTL of an update's slot: long enough for a restart and its proof, even if every
+        keepalive after the last confirmation were lost."""
+        if self.lease_ttl:
+            return int(self.lease_ttl)
+        return int(max(60, 2 * policy.health_timeout + policy.settle + 30))
+
+
+@dataclass(frozen=True)
 class Config:
     units: tuple[Unit, ...]
     registries: Mapping[str, RegistrySettings] = field(default_factory=dict)
     notify: Notify = Notify()
     metrics: Path | None = None  # Prometheus textfile, written each run
     docker_config: Path | None = None  # the Docker CLI config file holding registry credentials
+    fleet: Fleet | None = None  # the group this host rolls out with; None: on its own
 
     def registry(self, host: str) -> RegistrySettings:
         return self.registries.get(host, RegistrySettings())
@@ -121,6 +149,7 @@ _POLICY_KEYS: dict[str, tuple[Any, str]] = {
     "mode": (lambda v: v in MODES, '"auto", "notify" or "manual"'),
     "trigger_overrides_window": (lambda v: isinstance(v, bool), "true or false"),
     "prereleases": (lambda v: isinstance(v, bool), "true or false"),
+    "fleet": (lambda v: isinstance(v, bool), "true or false"),
 }
 _DEFAULTS_KEYS = {*_POLICY_KEYS, "window", "follow", "min_age", "verify"}
 _UNIT_KEYS = {"image", "container"} | _DEFAULTS_KEYS
@@ -128,7 +157,11 @@ _REGISTRY_KEYS = {"insecure", "ca_file", "verify"}
 _VERIFY_KEYS = {"key", "identity", "identity_regexp", "issuer", "issuer_regexp", "ca_file"}
 _VERIFY_KEYS |= {"rekor_key"}
 _VERIFY_FILES = {"key", "ca_file", "rekor_key"}
-_TOP_KEYS = {"defaults", "units", "registries", "notify", "metrics", "docker_config"}
+_TOP_KEYS = {"defaults", "units", "registries", "notify", "metrics", "docker_config", "fleet"}
+_FLEET_KEYS = {"etcd", "group", "host", "max_parallel", "canary", "lease_ttl", "member_ttl"}
+_FLEET_KEYS |= {"timeout", "ca_file", "cert_file", "key_file", "username", "password_file"}
+_GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
+_NAME = "letters, digits, '.' and '-', at most 63"
 _TOP_VALUES = {"docker_config"}  # top-level keys that are values, not tables
 _NOTIFY_KEYS = {
     "on",
@@ -194,7 +227,12 @@ def _build(documents: list[tuple[Path, dict[str, Any]]]) -> Config:
             units[name] = _unit(path, name, table, defaults, registries)
     notify, metrics = _single(documents, "notify"), _single(documents, "metrics")
     docker_config = _single(documents, "docker_config")
+    fleet_table = _single(documents, "fleet")
+    fleet = _fleet(*fleet_table) if fleet_table else None
+    if fleet_table and fleet and fleet.lease_ttl:
+        _lease_covers_the_proof(fleet_table[0], fleet, units.values())
     return Config(
+        fleet=fleet,
         units=tuple(units.values()),
         registries=registries,
         notify=_notify(*notify) if notify else Notify(),
@@ -238,6 +276,131 @@ def _notify(path: Path, raw: Any) -> Notify:
         ping=ping[0] if ping else "",
         ping_fail=ping_fail[0] if ping_fail else (f"{ping[0].rstrip('/')}/fail" if ping else ""),
     )
+
+
+def _fleet(path: Path, raw: Any) -> Fleet:
+    """[fleet]: every value checked now, so that a run never meets a bad one mid-rollout."""
+    table = _table(path, "fleet", raw)
+    _reject_unknown(path, "fleet", table, _FLEET_KEYS)
+    where = f"{path}: fleet"
+    for key in ("etcd", "group"):
+        if key not in table:
+            raise ConfigError(f'{where}: missing key "{key}"')
+    endpoints = [table["etcd"]] if isinstance(table["etcd"], str) else table["etcd"]
+    if not isinstance(endpoints, list) or not endpoints:
+        raise ConfigError(f"{where}.etcd: must be an etcd URL or a list of them")
+    for url in endpoints:
+        _etcd_url(where, url)
+    group = table["group"]
+    if not isinstance(group, str) or not _GROUP.fullmatch(group):
+        raise ConfigError(f"{where}.group: {_show(group)} is not a group name ({_NAME})")
+    host = table.get("host")
+    if host is None:
+        host = _machine_id(where)
+    elif not isinstance(host, str) or not _GROUP.fullmatch(host):
+        raise ConfigError(f"{where}.host: {_show(host)} is not a host name ({_NAME})")
+    max_parallel = table.get("max_parallel", 1)
+    from updater.fleet import parallel
+
+    try:
+        if isinstance(max_parallel, bool) or not isinstance(max_parallel, int | str):
+            raise ValueError("not a number")
+        if isinstance(max_parallel, int) and max_parallel < 1:
+            raise ValueError("less than 1")
+        parallel(max_parallel, 1)
+    except ValueError as err:
+        raise ConfigError(
+            f"{where}.max_parallel: {_show(max_parallel)} is not a number >= 1 or a percentage "
+            'from "1%" to "100%"'
+        ) from err
+    canary = table.get("canary", 1)
+    if not _integer(canary) or not 0 <= canary <= 100:
+        raise ConfigError(f"{where}.canary: {_show(canary)} is not a whole number from 0 to 100")
+    numbers = {}
+    for key, low, default in (("lease_ttl", 0, 0), ("member_ttl", 10, 300), ("timeout", 0.1, 5)):
+        value = table.get(key, default)
+        if not _number(value) or not (value == 0 and key == "lease_ttl" or low <= value <= 86400):
+            raise ConfigError(f"{where}.{key}: {_show(value)} is not a number of seconds >= {low}")
+        numbers[key] = value
+    if 0 < numbers["lease_ttl"] < 2:
+        raise ConfigError(f"{where}.lease_ttl: etcd's shortest lease is 2 s")
+    files = {key: _readable(where, key, table[key]) for key in _FLEET_FILES if key in table}
+    if ("cert_file" in files) != ("key_file" in files):
+        raise ConfigError(f"{where}: cert_file and key_file go together (a client certificate)")
+    username = table.get("username")
+    if username is not None and (not isinstance(username, str) or not username):
+        raise ConfigError(f"{where}.username: must be a non-empty string")
+    if (username is None) != ("password_file" not in files):
+        raise ConfigError(f"{where}: username and password_file go together")
+    if "password_file" in files and os.stat(files["password_file"]).st_mode & 0o077:
+        raise ConfigError(
+            f"{where}.password_file: {files['password_file']} is readable by others than its "
+            "owner; chmod 600 it"
+        )
+    return Fleet(
+        etcd=tuple(endpoints),
+        group=group,
+        host=host,
+        max_parallel=max_parallel,
+        canary=canary,
+        lease_ttl=numbers["lease_ttl"],
+        member_ttl=numbers["member_ttl"],
+        timeout=numbers["timeout"],
+        ca_file=files.get("ca_file"),
+        cert_file=files.get("cert_file"),
+        key_file=files.get("key_file"),
+        username=username,
+        password_file=files.get("password_file"),
+    )
+
+
+_FLEET_FILES = ("ca_file", "cert_file", "key_file", "password_file")
+
+
+def _lease_covers_the_proof(path: Path, fleet: Fleet, units: Iterable[Unit]) -> None:
+    """A slot's lease must outlive a restart and its proof (health_timeout twice, settle once):
+    else a host cut off from etcd could still be proving while another host takes its slot."""
+    for unit in units:
+        needed = 2 * unit.policy.health_timeout + unit.policy.settle
+        if unit.policy.fleet and fleet.lease_ttl < needed:
+            raise ConfigError(
+                f"{path}: fleet.lease_ttl: {fleet.lease_ttl:g} s is shorter than {unit.name}'s "
+                f"restart and proof (2 x health_timeout + settle = {needed:g} s)"
+            )
+
+
+def _etcd_url(where: str, url: Any) -> None:
+    from urllib.parse import urlsplit
+
+    from updater.registry.hosts import loopback
+
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}.etcd: {_show(url)} is not an http(s) URL of an etcd member")
+    if parts.path not in ("", "/") or parts.query:
+        raise ConfigError(f"{where}.etcd: {url}: give the member's address alone, no path")
+    if parts.scheme == "http" and not loopback(parts.netloc):
+        raise ConfigError(
+            f"{where}.etcd: {url}: plain http only on 127.0.0.0/8; use https (and ca_file)"
+        )
+
+
+def _readable(where: str, key: str, value: Any) -> Path:
+    if not isinstance(value, str) or not os.path.isabs(value) or "\0" in value:
+        raise ConfigError(f"{where}.{key}: must be an absolute path")
+    if not os.access(value, os.R_OK):
+        raise ConfigError(f"{where}.{key}: {value} does not exist or is unreadable")
+    return Path(value)
+
+
+def _machine_id(where: str) -> str:
+    try:
+        found = Path("/etc/machine-id").read_text().strip()
+    except OSError as err:
+        raise ConfigError(f"{where}.host: no /etc/machine-id ({err.strerror}); set host") from err
+    if not _GROUP.fullmatch(found):
+        raise ConfigError(f"{where}.host: /etc/machine-id is {_show(found)}; set host")
+    return found
 
 
 def _command(path: Path, command: Any) -> tuple[str, ...]:
