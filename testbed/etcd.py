@@ -185,9 +185,10 @@ class Cluster:
             return False
 
     def stop(self) -> None:
-        """Stop every member (SIGTERM, SIGKILL after 5 s) and remove the data on /dev/shm."""
+        """Kill every member and remove the data on /dev/shm. SIGKILL: on SIGTERM a leader
+        first tries to hand over to members that are stopping too, for seconds."""
         for i in range(len(self.members)):
-            self._signal(i, signal.SIGTERM)
+            self._signal(i, signal.SIGKILL)
         shutil.rmtree(self._shm, ignore_errors=True)
 
     def kill(self, *members: int) -> None:
