@@ -8,6 +8,8 @@
 #   28.5           Debian sid's docker.io, as Flatcar Stable ships Docker 28
 #   containerd-2   sid's containerd 2.x, for 28.5 with the containerd image store (Docker 29's default)
 #   cosign         sid's cosign 3.x (a static binary), which signs the images the signature tests verify
+#   etcd           sid's etcd-server and etcd-client 3.5 (static binaries), the fleet store the
+#                  etcd tier runs as a 3-member cluster (Debian 12 has only 3.4.23)
 set -euo pipefail
 
 ENGINES=${ENGINES:-/var/tmp/updater-engines}
@@ -16,6 +18,7 @@ declare -A WANTED=(
     [28.5]="docker.io=28.5.2+dfsg4-5"
     [containerd-2]="containerd=2.1.9+ds1-5"  # with the host's runc: sid's needs glibc 2.38
     [cosign]="cosign=3.1.1-2"
+    [etcd]="etcd-server=3.5.30-2 etcd-client=3.5.30-2"
 )
 
 missing=()

@@ -130,7 +130,8 @@ def _name(cn: str) -> x509.Name:
 
 @dataclass
 class _TestPKI:
-    """A test CA, a TLS server certificate and a token-signing certificate, all signed by it."""
+    """A test CA, a TLS server certificate, a TLS client certificate (mutual TLS) and a
+    token-signing certificate, all signed by it."""
 
     ca_key: ec.EllipticCurvePrivateKey
     ca_cert: x509.Certificate
@@ -138,11 +139,13 @@ class _TestPKI:
     server_cert: x509.Certificate
     token_key: rsa.RSAPrivateKey
     token_cert: x509.Certificate
+    client_key: ec.EllipticCurvePrivateKey
+    client_cert: x509.Certificate
 
     @classmethod
     def generate(cls, names: tuple[str, ...] = ()) -> _TestPKI:
-        """Make a fresh CA and the two leaf certificates (valid from an hour ago for a day);
-        the server's is for 127.0.0.1, localhost and `names`."""
+        """Make a fresh CA and the leaf certificates (valid from an hour ago for a day); the
+        server's is for 127.0.0.1, localhost and `names`; the client's names the user `updater`."""
         now = dt.datetime.now(dt.UTC)
         start, end = now - dt.timedelta(hours=1), now + dt.timedelta(days=1)
         ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -176,7 +179,9 @@ class _TestPKI:
         aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski)
 
         def leaf(
-            cn: str, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, server: bool
+            cn: str,
+            key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+            kind: Literal["server", "client", "token"],
         ) -> x509.Certificate:
             builder = (
                 x509.CertificateBuilder()
@@ -191,7 +196,7 @@ class _TestPKI:
                     x509.KeyUsage(
                         digital_signature=True,
                         content_commitment=False,
-                        key_encipherment=not server and isinstance(key, rsa.RSAPrivateKey),
+                        key_encipherment=kind == "token",
                         data_encipherment=False,
                         key_agreement=False,
                         key_cert_sign=False,
@@ -206,7 +211,7 @@ class _TestPKI:
                 )
                 .add_extension(aki, critical=False)
             )
-            if server:
+            if kind == "server":
                 builder = builder.add_extension(
                     x509.SubjectAlternativeName(
                         [
@@ -219,21 +224,29 @@ class _TestPKI:
                 ).add_extension(
                     x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
                 )
+            elif kind == "client":
+                builder = builder.add_extension(
+                    x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+                )
             return builder.sign(ca_key, hashes.SHA256())
 
         server_key = ec.generate_private_key(ec.SECP256R1())
+        client_key = ec.generate_private_key(ec.SECP256R1())
         token_key = _token_rsa_key()
         return cls(
             ca_key=ca_key,
             ca_cert=ca_cert,
             server_key=server_key,
-            server_cert=leaf("127.0.0.1", server_key, server=True),
+            server_cert=leaf("127.0.0.1", server_key, "server"),
             token_key=token_key,
-            token_cert=leaf("updater testbed token signer", token_key, server=False),
+            token_cert=leaf("updater testbed token signer", token_key, "token"),
+            client_key=client_key,
+            client_cert=leaf("updater", client_key, "client"),
         )
 
     def write(self, directory: Path) -> None:
-        """Write ca.pem, server.pem, server-key.pem and token.pem (the token root bundle)."""
+        """Write ca.pem, server.pem, server-key.pem, client.pem, client-key.pem and
+        token-root.pem (the token root bundle)."""
         directory.mkdir(parents=True, exist_ok=True)
         pem = serialization.Encoding.PEM
         (directory / "ca.pem").write_bytes(self.ca_cert.public_bytes(pem))
@@ -247,6 +260,14 @@ class _TestPKI:
             )
         )
         key_file.chmod(0o600)
+        (directory / "client.pem").write_bytes(self.client_cert.public_bytes(pem))
+        client_key = directory / "client-key.pem"
+        client_key.write_bytes(
+            self.client_key.private_bytes(
+                pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        client_key.chmod(0o600)
         (directory / "token-root.pem").write_bytes(self.ca_cert.public_bytes(pem))
 
 

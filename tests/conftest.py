@@ -2,7 +2,8 @@
 
 The tests are laid out by tier, one folder each, and each folder is its marker: `pytest -m pure`
 (no outside system), `-m registry` (the real docker-registry), `-m engine` (a real dockerd, and a
-registry), `-m system` (a real systemd booted with systemd-nspawn, an engine and a registry).
+registry), `-m system` (a real systemd booted with systemd-nspawn, an engine and a registry),
+`-m etcd` (a real etcd cluster on loopback).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from testbed.engine import Dockerd
 from testbed.machine import Machine, python_wheels, updater_machine
 from testbed.registry import Registry
 
-TIERS = ("pure", "registry", "engine", "system")
+TIERS = ("pure", "registry", "engine", "system", "etcd")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -39,6 +39,19 @@ class SystemdError(UpdaterError):
     """systemctl failed or timed out."""
 
 
+class StoreError(UpdaterError):
+    """etcd could not be asked, or refused; `code` is the gRPC status code it answered with
+    (None when no member answered)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class LeaseGone(StoreError):
+    """The lease expired or was revoked: what was attached to it is gone from the store."""
+
+
 class LockHeld(UpdaterError):
     """Another run holds the lock."""
 
