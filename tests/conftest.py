@@ -21,6 +21,7 @@ from testbed import PROJECT, needs
 from testbed.apps import App
 from testbed.cli import Cli
 from testbed.engine import Dockerd
+from testbed.etcd import Cluster
 from testbed.machine import Machine, python_wheels, updater_machine
 from testbed.registry import Registry
 
@@ -124,6 +125,13 @@ def machine(dockerd: Dockerd, wheels: Path, tmp_path_factory) -> Iterator[Machin
     workdir = tmp_path_factory.mktemp("machine")
     with updater_machine(f"updater-system-{os.getpid()}", workdir, wheels, binds) as machine:
         yield machine
+
+
+@pytest.fixture(scope="session")
+def fleet_store(tmp_path_factory) -> Iterator[Cluster]:
+    """A real 3-member etcd on loopback, for the system tier's fleet tests."""
+    with Cluster(Path(tmp_path_factory.mktemp("fleet-etcd"))) as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -189,6 +189,30 @@ def _history(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     return ExitStatus.OK
 
 
+def _fleet(args: argparse.Namespace, out: TextIO) -> ExitStatus:
+    """`updater fleet status|pause|resume`: the group as etcd holds it, or its one switch."""
+    from updater import run
+    from updater.rollout import fleet_table
+
+    conf = config.load(args.config)
+    if conf.fleet is None:
+        raise ConfigError(f"{args.config}: no [fleet] table; this host is in no fleet group")
+    with run.rollout_of(conf) as rollout:
+        assert rollout is not None
+        if args.action == "pause":
+            rollout.pause(args.reason)
+            log.info("fleet %s: paused; no host starts an update until resume", conf.fleet.group)
+        elif args.action == "resume":
+            rollout.resume()
+            log.info("fleet %s: resumed", conf.fleet.group)
+        found = rollout.status()
+    if args.json:
+        _print_json(found, out)
+    elif args.action == "status":
+        out.write(fleet_table(found))
+    return ExitStatus.OK
+
+
 def _print_json(items: list[dict[str, object]] | dict[str, object], out: TextIO) -> None:
     out.write(json.dumps(items, indent=2) + "\n")
 
@@ -292,5 +316,12 @@ def _parser() -> argparse.ArgumentParser:
     past.add_argument("--limit", type=int, default=20, metavar="N", help="last N lines (20)")
     past.add_argument("--json", action="store_true", help="print a JSON array")
     past.set_defaults(command=_history)
+    fleet = commands.add_parser(
+        "fleet", parents=[common], help="the fleet group: status, or pause and resume it"
+    )
+    fleet.add_argument("action", choices=["status", "pause", "resume"])
+    fleet.add_argument("--reason", default="", metavar="TEXT", help="why it is paused")
+    fleet.add_argument("--json", action="store_true", help="print a JSON object")
+    fleet.set_defaults(command=_fleet)
 
     return parser

@@ -53,10 +53,12 @@ class FailedElsewhere:
 
 @dataclass(frozen=True)
 class Take:
-    """Try these free slots, in order; `canary`: no host has proved the digest yet."""
+    """Try these free slots, in order; `canary`: no host has proved the digest yet;
+    `after_proof`: the decision counted on a proof (the slot's transaction checks it is there)."""
 
     slots: tuple[int, ...]
     canary: bool
+    after_proof: bool = False
 
 
 Decision = Wait | FailedElsewhere | Take
@@ -107,7 +109,7 @@ def decide(
             for _, s in sorted(snapshot.slots.items())
         )
         return Wait(f"waiting for a fleet slot: {k} of {k} held by {holders}")
-    return Take(free, canary=False)
+    return Take(free, canary=False, after_proof=needed > 0)
 
 
 def _policy(member: Mapping[str, Any], key: str, default: int | str) -> int | str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from updater import history, metrics, plan
 from updater.alerts import Event, alert
 from updater.check import Checked, check_all
 from updater.clients import connected
-from updater.config import Config, Notify, Unit
+from updater.config import Config, Fleet, Notify, Unit
 from updater.engine import Engine
 from updater.errors import UpdaterError
 from updater.outcome import Outcome, Report, any_bad, summary
@@ -30,6 +31,7 @@ from updater.update import Host, update
 
 if TYPE_CHECKING:
     from updater.revision import Change
+    from updater.rollout import Rollout
 
 log = logging.getLogger("updater")
 # The outcomes that use up an approval: it lets one deployment be tried, not more.
@@ -72,9 +74,17 @@ def _check_and_update(
     """Every unit's report; (for notifications) what changed where a unit moved; the units
     whose new digest waits for a person."""
     notifier.notify(f"STATUS=checking {len(units)} unit(s)")
-    with connected(config, state_dir, keep_tokens=True) as clients:
+    with connected(config, state_dir, keep_tokens=True) as clients, rollout_of(config) as rollout:
         checked = check_all(units, clients)
-        host = Host(clients.engine, state, started=time.time(), registries=clients.registries)
+        if rollout is not None:
+            _publish_queued(rollout, units, state)
+        host = Host(
+            clients.engine,
+            state,
+            started=time.time(),
+            registries=clients.registries,
+            rollout=rollout,
+        )
         reports, waiting = [], []
         for item in checked:
             notifier.notify(f"STATUS=updating {item.unit.name}")
@@ -87,6 +97,47 @@ def _check_and_update(
                 waiting.append((report, item))
         changes = _changes(units, reports, clients.engine) if config.notify.targets else {}
         return reports, changes, waiting
+
+
+@contextmanager
+def rollout_of(config: Config) -> Iterator[Rollout | None]:
+    """This host in its fleet group, with [fleet] (no request is made until a unit needs one)."""
+    if config.fleet is None:
+        yield None
+        return
+    from updater.rollout import Rollout
+
+    rollout = Rollout(config.fleet, _password(config.fleet))
+    try:
+        yield rollout
+    finally:
+        rollout.close()
+
+
+def _password(settings: Fleet) -> str | None:
+    if settings.password_file is None:
+        return None
+    try:
+        return settings.password_file.read_text().strip()
+    except OSError as err:
+        raise UpdaterError(f"fleet.password_file: cannot read it: {err.strerror}") from err
+
+
+def _publish_queued(rollout: Rollout, units: Sequence[Unit], state: State) -> None:
+    """The verdicts earlier runs could not tell the group, before this run decides anything."""
+    from updater.rollout import Verdict
+
+    for unit in units:
+        queued = state.record(unit.name).unpublished
+        if queued is None:
+            continue
+        try:
+            rollout.publish(Verdict.of(unit.name, queued))
+        except UpdaterError as err:
+            log.warning("%s: fleet: %s; the verdict waits for a later run", unit.name, err)
+            return
+        state.queue_verdict(unit.name, None)
+        log.info("%s: fleet: published the verdict on %s", unit.name, queued["digest"])
 
 
 def _changes(units: Sequence[Unit], reports: Sequence[Report], engine: Engine) -> dict[str, Change]:

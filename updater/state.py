@@ -99,6 +99,7 @@ class Record:
     approved: str | None = None  # the digest a person approved for a `manual` unit
     announced: str | None = None  # the digest a `notify` unit last announced
     seen: Seen | None = None  # for min_age and the signature's grace: a digest not yet deployed
+    unpublished: dict[str, Any] | None = None  # a fleet verdict the store could not be told yet
 
     def failed_digest(self, digest: str | None) -> Failure | None:
         """The failure recorded for `digest`, if that digest is the one that failed."""
@@ -192,6 +193,12 @@ class State:
         """Remember the digest a unit waits on (saved with the run)."""
         self._change(unit, seen=seen)
 
+    def queue_verdict(self, unit: str, verdict: dict[str, Any] | None) -> None:
+        """Keep a fleet verdict for a later run to publish (None: it was published); saved now,
+        as the update it ends."""
+        self._change(unit, unpublished=verdict)
+        self.save()
+
     def set_failing(self, unit: str, failing: Failing | None) -> None:
         """Remember whether the unit is failing and when people were told (saved with the run)."""
         self._change(unit, failing=failing)
@@ -244,6 +251,8 @@ def _entry(record: Record) -> dict[str, Any]:
         entry["announced"] = record.announced
     if record.seen:
         entry["seen"] = vars(record.seen)
+    if record.unpublished:
+        entry["unpublished"] = record.unpublished
     return entry
 
 
@@ -262,6 +271,7 @@ def _record(unit: str, entry: Any) -> Record:
         "approved": _digest,
         "announced": _digest,
         "seen": _seen,
+        "unpublished": _unpublished,
     }
     fields: dict[str, Any] = {}
     for key, parse in parsers.items():
@@ -330,6 +340,16 @@ def _seen(raw: Any) -> Seen | None:
     if not _seconds(at) or not (created is None or _seconds(created)):
         return None
     return Seen(raw["digest"], float(raw["at"]), None if created is None else float(created))
+
+
+def _unpublished(raw: Any) -> dict[str, Any] | None:
+    if not isinstance(raw, dict) or not _is_digest(raw.get("digest")):
+        return None
+    if not isinstance(raw.get("healthy"), bool):
+        return None
+    if not all(isinstance(raw.get(k), str) for k in ("reason", "at")):
+        return None
+    return {k: raw[k] for k in ("digest", "healthy", "reason", "at")}
 
 
 def _seconds(value: Any) -> bool:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from updater import plan, systemd
 from updater.check import Checked, Status
@@ -24,6 +24,9 @@ from updater.health import Expectation, Observation, Verdict, verify
 from updater.outcome import Outcome, Report
 from updater.plan import Deploy, Leave, Resume, RollBack
 from updater.registry import Registries
+
+if TYPE_CHECKING:
+    from updater.rollout import Rollout
 from updater.state import Failure, Pending, Record, State
 
 log = logging.getLogger("updater")
@@ -39,6 +42,7 @@ class Host:
         0.0  # when the run began (time.time()), to tell whether the CI trigger asked for it
     )
     registries: Registries | None = None  # for the gates a new digest passes before its pull
+    rollout: Rollout | None = None  # with [fleet]: this host's part in its group's rollouts
 
 
 def update(checked: Checked, host: Host) -> Report:
@@ -62,15 +66,19 @@ def update(checked: Checked, host: Host) -> Report:
             case Deploy(digest):
                 # The report names the digest deployed: an approved one may not be the tag's.
                 checked = replace(checked, remote_digest=digest)
-                return _held_back(checked, record, host) or deploy(checked, step, host)
+                held_back = _held_back(checked, record, host)
+                if held_back:
+                    return held_back
+                if host.rollout is not None and checked.unit.policy.fleet:
+                    return _deploy_in_fleet(checked, step, host, host.rollout)
+                return deploy(checked, step, host)
             case Resume(pending):
                 log.warning("%s: finishing the update an earlier run began", checked.unit.name)
-                return keep_or_roll_back(
-                    checked, pending, _reverify(host, checked.unit, pending), host
-                )
+                verdict = _reverify(host, checked.unit, pending)
+                return _told(keep_or_roll_back(checked, pending, verdict, host), pending, host)
             case RollBack(pending, failure):
                 log.warning("%s: finishing the rollback an earlier run began", checked.unit.name)
-                return roll_back(checked, pending, failure, host)
+                return _told(roll_back(checked, pending, failure, host), pending, host)
     except UpdaterError as err:
         return _report(checked, Outcome.FAILED, str(err))
 
@@ -91,6 +99,62 @@ def _held_back(checked: Checked, record: Record, host: Host) -> Report | None:
     return None
 
 
+def _deploy_in_fleet(checked: Checked, step: Deploy, host: Host, rollout: Rollout) -> Report:
+    """The update as one host of a group: a slot first (or why not now), confirmed before the
+    restart, the verdict published, the slot given back. No store: no update (fail closed)."""
+    from updater.fleet import FailedElsewhere, Wait
+    from updater.rollout import LostSlot, Slot
+
+    unit = checked.unit
+    try:
+        found = rollout.admit(unit, step.digest, step.from_digest)
+    except UpdaterError as err:
+        why = f"fleet: {err}; not updating, {unit.name} keeps what it runs"
+        return _report(checked, Outcome.FAILED, why)
+    match found:
+        case Wait(reason):
+            return _report(checked, Outcome.SKIPPED, f"{step.digest}: {reason}")
+        case FailedElsewhere(other, at, reason):
+            why = f"failed on {other} ({reason})"
+            host.state.mark_failed(unit.name, Failure(step.digest, at or _now(), why))
+            return _report(
+                checked, Outcome.SKIPPED, f"{step.digest} {why}; waiting for a new digest"
+            )
+    assert isinstance(found, Slot)
+    try:
+        report = deploy(checked, step, host, before_restart=lambda: rollout.confirm(found))
+    except LostSlot as err:
+        return _report(checked, Outcome.SKIPPED, f"{err}; {step.digest} is pulled for next time")
+    finally:
+        if host.state.record(unit.name).pending is None:  # else its lease covers the proof left
+            rollout.release(found)
+    return _told(report, None, host, step.digest)
+
+
+def _told(report: Report, pending: Pending | None, host: Host, digest: str = "") -> Report:
+    """Publish what an update proved to the group (queued in the state when the store cannot
+    be reached); never waits for the store, never changes the report."""
+    digest = digest or (pending.to_digest if pending else "")
+    unit = report.unit
+    if host.rollout is None or not digest:
+        return report
+    from updater.rollout import Verdict
+
+    failure = host.state.record(unit).failed_digest(digest)
+    if report.outcome is Outcome.UPDATED:
+        verdict = Verdict(unit, digest, True, at=_now())
+    elif failure is not None:
+        verdict = Verdict(unit, digest, False, failure.reason, failure.at)
+    else:
+        return report
+    try:
+        host.rollout.publish(verdict)
+    except UpdaterError as err:
+        log.warning("%s: fleet: %s; the verdict is published by a later run", unit, err)
+        host.state.queue_verdict(unit, verdict.as_dict())
+    return report
+
+
 def _in_window(checked: Checked, record: Record, host: Host) -> bool:
     """Whether the unit's window lets an automatic deployment start now."""
     policy = checked.unit.policy
@@ -106,14 +170,19 @@ def _in_window(checked: Checked, record: Record, host: Host) -> bool:
     return window.is_open(policy.window, time.time())
 
 
-def deploy(checked: Checked, step: Deploy, host: Host) -> Report:
-    """Pull the new digest, record the update, tag it, restart onto it, keep it or roll back."""
+def deploy(
+    checked: Checked, step: Deploy, host: Host, before_restart: Callable[[], None] | None = None
+) -> Report:
+    """Pull the new digest, record the update, tag it, restart onto it, keep it or roll back.
+    `before_restart` may stop it after the pull, before anything is touched (a lost slot)."""
     unit = checked.unit
     before = systemd.state(unit.name)
     if before.load_state != "loaded":
         why = f"unit {unit.name} is {before.load_state or 'unknown'} to systemd; nothing done"
         return _report(checked, Outcome.FAILED, why)
     new = _fetch(host.engine, unit, step.digest)
+    if before_restart is not None:
+        before_restart()
     pending = Pending(
         step.from_image, step.from_digest, new.id, step.digest, before.invocation_id, _now()
     )
