@@ -24,6 +24,11 @@ TAGS_PAGE = 1000  # the tags a tags-list request asks for (updater.registry.clie
 FOLLOW = "semver:^1"
 MIN_AGE = "1h"
 PLAIN, FEW, MANY, PAGED, MIN_AGE_KIND, VERIFY = "plain", "few", "many", "paged", "min_age", "verify"
+FLEET = "fleet"
+# A fleet host whose store cannot be reached: an idle run that made any etcd request would fail.
+FLEET_TABLE = (
+    '[fleet]\netcd = ["http://127.0.0.1:9"]\ngroup = "bench"\nhost = "h1"\ntimeout = 1\n\n'
+)
 PREFIXES = ("plain", "few", "many", "age", "sig")  # repositories bench/PREFIXi, containers PREFIXi
 
 
@@ -81,6 +86,10 @@ class Bed:
         self._tag(many, many_tags)
         paged = self._behind_front(many)
         self._add(PLAIN, "plain", plain)
+        fleet = self.world.ws / "configs" / f"fleet-{self.n}.toml"
+        fleet.write_text(FLEET_TABLE + self.kinds[PLAIN].config.read_text())
+        label = "plain, in a fleet (etcd unreachable)"
+        self.kinds[FLEET] = Kind(FLEET, label, plain, fleet)
         for key, s, tags in ((FEW, few, few_tags), (MANY, many, many_tags)):
             self._follow(key, s, tags)
         self._follow(PAGED, paged, many_tags, ", paged")

@@ -197,8 +197,7 @@ def _fleet(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     conf = config.load(args.config)
     if conf.fleet is None:
         raise ConfigError(f"{args.config}: no [fleet] table; this host is in no fleet group")
-    with run.rollout_of(conf) as rollout:
-        assert rollout is not None
+    with run.rollout_of(conf.fleet) as rollout:
         if args.action == "pause":
             rollout.pause(args.reason)
             log.info("fleet %s: paused; no host starts an update until resume", conf.fleet.group)

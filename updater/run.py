@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +20,7 @@ import sdnotify
 
 from updater import history, metrics, plan
 from updater.alerts import Event, alert
-from updater.check import Checked, check_all
+from updater.check import Checked, Status, check_all
 from updater.clients import connected
 from updater.config import Config, Fleet, Notify, Unit
 from updater.engine import Engine
@@ -74,9 +74,11 @@ def _check_and_update(
     """Every unit's report; (for notifications) what changed where a unit moved; the units
     whose new digest waits for a person."""
     notifier.notify(f"STATUS=checking {len(units)} unit(s)")
-    with connected(config, state_dir, keep_tokens=True) as clients, rollout_of(config) as rollout:
+    with connected(config, state_dir, keep_tokens=True) as clients, ExitStack() as stack:
         checked = check_all(units, clients)
-        if rollout is not None:
+        rollout = None
+        if config.fleet and _may_coordinate(checked, state):  # else no etcd, not even imported
+            rollout = stack.enter_context(rollout_of(config.fleet))
             _publish_queued(rollout, units, state)
         host = Host(
             clients.engine,
@@ -99,15 +101,23 @@ def _check_and_update(
         return reports, changes, waiting
 
 
+def _may_coordinate(checked: Sequence[Checked], state: State) -> bool:
+    """Whether a unit may deploy, finish an update or publish a verdict this run: only then
+    does a fleet host speak to etcd. A run in which no tag moved makes no request."""
+    for item in checked:
+        record = state.record(item.unit.name)
+        moved = item.status is Status.UPDATE_AVAILABLE and item.unit.policy.fleet
+        if moved or record.pending or record.unpublished or record.approved:
+            return True
+    return False
+
+
 @contextmanager
-def rollout_of(config: Config) -> Iterator[Rollout | None]:
-    """This host in its fleet group, with [fleet] (no request is made until a unit needs one)."""
-    if config.fleet is None:
-        yield None
-        return
+def rollout_of(settings: Fleet) -> Iterator[Rollout]:
+    """This host in its fleet group; no request is made until a unit needs one."""
     from updater.rollout import Rollout
 
-    rollout = Rollout(config.fleet, _password(config.fleet))
+    rollout = Rollout(settings, _password(settings))
     try:
         yield rollout
     finally:
