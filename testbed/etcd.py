@@ -75,8 +75,9 @@ class Cluster:
         # RAM, not the disk the CI run also writes to: fsyncs cost nothing there.
         self._shm = Path(tempfile.mkdtemp(prefix=f"updater-etcd-{os.getpid()}-", dir=_shm()))
         self.certs = workdir / "certs"
-        if tls:
-            _TestPKI.generate().write(self.certs)
+        self.pki = _TestPKI.generate() if tls else None
+        if self.pki is not None:
+            self.pki.write(self.certs)
         self._timing = [f"--heartbeat-interval={heartbeat}", f"--election-timeout={election}"]
         self.token = f"t-{os.getpid()}-{self._shm.name}"
         self.members = [self._member(i) for i in range(members)]
