@@ -223,7 +223,12 @@ class _TestPKI:
                     ),
                     critical=False,
                 ).add_extension(
-                    x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+                    # Client too: etcd's JSON gateway presents its server certificate to its
+                    # own gRPC server, which with --client-cert-auth checks it as a client's.
+                    x509.ExtendedKeyUsage(
+                        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                    ),
+                    critical=False,
                 )
             elif kind == "client":
                 builder = builder.add_extension(

@@ -111,9 +111,12 @@ def test_a_key_outside_the_role_is_refused(secure_cluster: Cluster):
 
 
 def test_no_user_on_a_cluster_with_auth_is_refused(secure_cluster: Cluster, prefix: str):
+    # Either, from one cluster to the next (measured on 3.5.30): the gateway's own connection
+    # to gRPC may present the server's certificate, whose CN (127.0.0.1) then names the user
+    # when no token is sent, and no such user may read.
     with (
         secure(secure_cluster, username=None, password=None) as etcd,
-        pytest.raises(StoreError, match="etcdserver: user name is empty"),
+        pytest.raises(StoreError, match="etcdserver: (user name is empty|permission denied)"),
     ):
         etcd.get(f"{prefix}a")
 
