@@ -194,6 +194,7 @@ class Etcd:
         """POST `body` to `path`, from the endpoint that answered last on; `safe`: the call may
         be repeated on another member after a lost or unavailable answer."""
         failures: list[tuple[str, str]] = []
+        code = None  # UNAVAILABLE once a member said so
         count = len(self._endpoints)
         start = self._current
         for step in range(count):
@@ -213,13 +214,13 @@ class Etcd:
             except _Refused as err:
                 if err.code == UNAVAILABLE and safe:
                     failures.append((endpoint.url, _described(err)))
-                    self._current = (index + 1) % count
+                    self._current, code = (index + 1) % count, UNAVAILABLE
                     continue
                 self._current = index
                 raise self._refusal(what, endpoint, err) from err
             self._current = index
             return answer
-        raise StoreError(_failed(what, failures))
+        raise StoreError(_failed(what, failures), code)
 
     def _refusal(self, what: str, endpoint: _Endpoint, err: _Refused) -> StoreError:
         """The error for what a member refused, with the fix when known."""
