@@ -75,8 +75,9 @@ class Cluster:
         # RAM, not the disk the CI run also writes to: fsyncs cost nothing there.
         self._shm = Path(tempfile.mkdtemp(prefix=f"updater-etcd-{os.getpid()}-", dir=_shm()))
         self.certs = workdir / "certs"
-        if tls:
-            _TestPKI.generate().write(self.certs)
+        self.pki = _TestPKI.generate() if tls else None
+        if self.pki is not None:
+            self.pki.write(self.certs)
         self._timing = [f"--heartbeat-interval={heartbeat}", f"--election-timeout={election}"]
         self.token = f"t-{os.getpid()}-{self._shm.name}"
         self.members = [self._member(i) for i in range(members)]
@@ -359,9 +360,11 @@ class Watcher:
     so no event under the prefix is missed, however late etcdctl connects; `events` in the
     store's order (by revision, and within one transaction in its order)."""
 
-    def __init__(self, cluster: Cluster, prefix: str) -> None:
+    def __init__(self, cluster: Cluster, prefix: str, endpoints: list[str] | None = None) -> None:
+        """`endpoints`: etcdctl's, in its order (default: the cluster's)."""
         self.cluster = cluster
         self.prefix = prefix
+        self.endpoints = endpoints or cluster.endpoints
         self.initial: dict[str, bytes] = {}
         self.events: list[Event] = []
         self._changed = threading.Condition()
@@ -374,7 +377,7 @@ class Watcher:
         revision = int(snapshot["header"]["revision"])
         for kv in snapshot.get("kvs", []):
             self.initial[b64decode(kv["key"]).decode()] = b64decode(kv.get("value", ""))
-        endpoints = ",".join(self.cluster.endpoints)  # it fails over and resumes by itself
+        endpoints = ",".join(self.endpoints)  # it fails over and resumes by itself
         command = [str(ETCDCTL), f"--endpoints={endpoints}", "watch", "--prefix", self.prefix]
         command += [f"--rev={revision + 1}", "-w", "json"]
         if self.cluster.auth:

@@ -145,7 +145,8 @@ class _TestPKI:
     @classmethod
     def generate(cls, names: tuple[str, ...] = ()) -> _TestPKI:
         """Make a fresh CA and the leaf certificates (valid from an hour ago for a day); the
-        server's is for 127.0.0.1, localhost and `names`; the client's names the user `updater`."""
+        server's is for 127.0.0.1, localhost and `names`; the client's has an empty subject, as
+        etcd's JSON gateway refuses a client certificate with a Common Name once auth is on."""
         now = dt.datetime.now(dt.UTC)
         start, end = now - dt.timedelta(hours=1), now + dt.timedelta(days=1)
         ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -185,7 +186,7 @@ class _TestPKI:
         ) -> x509.Certificate:
             builder = (
                 x509.CertificateBuilder()
-                .subject_name(_name(cn))
+                .subject_name(_name(cn) if cn else x509.Name([]))
                 .issuer_name(ca_cert.subject)
                 .public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
@@ -222,7 +223,12 @@ class _TestPKI:
                     ),
                     critical=False,
                 ).add_extension(
-                    x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+                    # Client too: etcd's JSON gateway presents its server certificate to its
+                    # own gRPC server, which with --client-cert-auth checks it as a client's.
+                    x509.ExtendedKeyUsage(
+                        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                    ),
+                    critical=False,
                 )
             elif kind == "client":
                 builder = builder.add_extension(
@@ -241,7 +247,7 @@ class _TestPKI:
             token_key=token_key,
             token_cert=leaf("updater testbed token signer", token_key, "token"),
             client_key=client_key,
-            client_cert=leaf("updater", client_key, "client"),
+            client_cert=leaf("", client_key, "client"),
         )
 
     def write(self, directory: Path) -> None:

@@ -194,6 +194,7 @@ class Etcd:
         """POST `body` to `path`, from the endpoint that answered last on; `safe`: the call may
         be repeated on another member after a lost or unavailable answer."""
         failures: list[tuple[str, str]] = []
+        code = None  # UNAVAILABLE once a member said so
         count = len(self._endpoints)
         start = self._current
         for step in range(count):
@@ -213,22 +214,27 @@ class Etcd:
             except _Refused as err:
                 if err.code == UNAVAILABLE and safe:
                     failures.append((endpoint.url, _described(err)))
-                    self._current = (index + 1) % count
+                    self._current, code = (index + 1) % count, UNAVAILABLE
                     continue
                 self._current = index
                 raise self._refusal(what, endpoint, err) from err
             self._current = index
             return answer
-        raise StoreError(_failed(what, failures))
+        raise StoreError(_failed(what, failures), code)
 
     def _refusal(self, what: str, endpoint: _Endpoint, err: _Refused) -> StoreError:
         """The error for what a member refused, with the fix when known."""
-        text = f"{what}: etcd at {endpoint.url}: {_described(err)}"
+        text = f"{what}: etcd at {endpoint.url}: {_described(err)}{self._hint(err)}"
         if err.code == 5 and "lease not found" in err.message:
             return LeaseGone(text, err.code)
-        if err.code == 7 and self._username:
-            text += f"; does a role of the etcd user {self._username} grant it?"
         return StoreError(text, err.code)
+
+    def _hint(self, err: _Refused) -> str:
+        if err.code == 7 and self._username:
+            return f"; does a role of the etcd user {self._username} grant it?"
+        if "CommonName of client" in err.message:
+            return "; with auth on, etcd's gateway takes only client certificates with no CN"
+        return ""
 
     def _authorized(self, endpoint: _Endpoint, path: str, body: dict) -> dict[str, Any]:
         """One exchange, with the auth token when a user is set; a token etcd no longer
@@ -254,7 +260,7 @@ class Etcd:
             if err.code == UNAVAILABLE:
                 raise
             what = f"authenticating to etcd at {endpoint.url} as {self._username}"
-            hint = "; are the username and password right?" if err.code == 3 else ""
+            hint = "; are the username and password right?" if err.code == 3 else self._hint(err)
             raise StoreError(f"{what}: {_described(err)}{hint}", err.code) from err
         self._token = str(answer.get("token", ""))
         return self._token
@@ -383,8 +389,10 @@ def _document(answer: wire.Answer) -> dict[str, Any]:
     except ValueError:
         document = None
     if not isinstance(document, dict):
-        if answer.status != 200:
-            raise _Refused(None, f"answered {answer.status} {answer.reason}".rstrip())
+        if answer.status != 200:  # etcd's own HTTP layer, or something that is not etcd
+            text = answer.body.decode("utf-8", "replace").strip().splitlines()[:1]
+            said = f": {text[0][:200]}" if text else ""
+            raise _Refused(None, f"answered {answer.status} {answer.reason}{said}")
         raise _NoAnswer("answered something that is not a JSON object")
     error = document.get("error")
     if isinstance(error, dict):  # a stream's error
