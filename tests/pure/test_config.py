@@ -52,11 +52,11 @@ def test_registry_settings(main_file, tmp_path):
     [
         (
             "[defaults]\nsetle = 1\n",
-            "unknown key 'defaults.setle'; accepted: follow, health_timeout,",
+            "unknown key 'defaults.setle'; accepted: fleet, follow, health_timeout,",
         ),
         (
             "colour = 1\n",
-            "unknown key 'colour'; accepted: defaults, docker_config, metrics, notify, registries,",
+            "unknown key 'colour'; accepted: defaults, docker_config, fleet, metrics, notify, registries,",
         ),
         ('[notify]\non = ["done"]\n', "notify.on: ['done'] is not a list of unchanged, updated"),
         ('[notify]\nwebhook = "ftp://x"\n', "notify.webhook: must be an http(s) URL"),
