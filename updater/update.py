@@ -75,10 +75,12 @@ def update(checked: Checked, host: Host) -> Report:
             case Resume(pending):
                 log.warning("%s: finishing the update an earlier run began", checked.unit.name)
                 verdict = _reverify(host, checked.unit, pending)
-                return _told(keep_or_roll_back(checked, pending, verdict, host), pending, host)
+                report = keep_or_roll_back(checked, pending, verdict, host)
+                return _told(checked, report, host, pending.to_digest)
             case RollBack(pending, failure):
                 log.warning("%s: finishing the rollback an earlier run began", checked.unit.name)
-                return _told(roll_back(checked, pending, failure, host), pending, host)
+                report = roll_back(checked, pending, failure, host)
+                return _told(checked, report, host, pending.to_digest)
     except UpdaterError as err:
         return _report(checked, Outcome.FAILED, str(err))
 
@@ -128,15 +130,14 @@ def _deploy_in_fleet(checked: Checked, step: Deploy, host: Host, rollout: Rollou
     finally:
         if host.state.record(unit.name).pending is None:  # else its lease covers the proof left
             rollout.release(found)
-    return _told(report, None, host, step.digest)
+    return _told(checked, report, host, step.digest)
 
 
-def _told(report: Report, pending: Pending | None, host: Host, digest: str = "") -> Report:
-    """Publish what an update proved to the group (queued in the state when the store cannot
-    be reached); never waits for the store, never changes the report."""
-    digest = digest or (pending.to_digest if pending else "")
+def _told(checked: Checked, report: Report, host: Host, digest: str) -> Report:
+    """Publish what a fleet unit's update proved about `digest` to the group (kept in the state
+    when the store cannot be reached); never waits for the store, never changes the report."""
     unit = report.unit
-    if host.rollout is None or not digest:
+    if host.rollout is None or not checked.unit.policy.fleet:
         return report
     from updater.rollout import Verdict
 
