@@ -117,7 +117,7 @@ def _deploy_in_fleet(checked: Checked, step: Deploy, host: Host, rollout: Rollou
         case Wait(reason):
             return _report(checked, Outcome.SKIPPED, f"{step.digest}: {reason}")
         case FailedElsewhere(other, at, reason):
-            why = f"failed on {other} ({reason})"
+            why = f"failed on {other}: {reason}"
             host.state.mark_failed(unit.name, Failure(step.digest, at or _now(), why))
             return _report(
                 checked, Outcome.SKIPPED, f"{step.digest} {why}; waiting for a new digest"

@@ -101,7 +101,7 @@ def test_a_digest_that_failed_on_another_host_is_never_pulled(
     code, reports = updater(machine)
     report = outcome(reports, app)
     assert code == 0 and report["outcome"] == "skipped", reports
-    assert f"{bad} failed on h9 (not healthy: exited 1)" in report["error"]
+    assert f"{bad} failed on h9: not healthy: exited 1" in report["error"]
     repository = app.ref.rsplit(":", 1)[0]
     assert dockerd.docker("image", "inspect", f"{repository}@{bad}", check=False).returncode != 0
 
