@@ -117,12 +117,16 @@ class Cluster:
 
     def start(self, timeout: float = 30) -> None:
         """Start every member (they elect a leader together) and wait until each is healthy;
-        then set up auth when asked."""
-        for member in self.members:
-            self._spawn(member)
-        self.wait_healthy(timeout=timeout)
-        if self.auth:
-            self._enable_auth()
+        then set up auth when asked. Nothing is left running when that fails."""
+        try:
+            for member in self.members:
+                self._spawn(member)
+            self.wait_healthy(timeout=timeout)
+            if self.auth:
+                self._enable_auth()
+        except BaseException:
+            self.stop()
+            raise
 
     def _command(self, member: Member) -> list[str]:
         clients = ",".join(u for u in (member.client, member.tls_client) if u)

@@ -45,20 +45,18 @@ __all__ = [
 
 CONNECT_TIMEOUT = 2.0  # seconds to reach a member before trying the next
 MAX_ANSWER = 16 * 1024 * 1024  # bytes; a fleet's keys are a few KB
-UNAVAILABLE = 14  # gRPC: no leader, leader changed, request timed out
+UNAVAILABLE = 14  # gRPC's code for no leader, leader changed, request timed out
 _STALE_TOKEN = frozenset(
     {
-        "etcdserver: invalid auth token",  # expired (simple tokens live --auth-token-ttl)
-        "etcdserver: user name is empty",  # a member that lost it (restarted)
-        "etcdserver: revision of auth store is old",  # users or roles changed meanwhile
+        "etcdserver: invalid auth token",  # expired (--auth-token-ttl), or its member restarted
+        "etcdserver: revision of auth store is old",  # users or roles changed since
     }
 )
-_CODES = {
-    1: "Canceled", 2: "Unknown", 3: "InvalidArgument", 4: "DeadlineExceeded", 5: "NotFound",
-    6: "AlreadyExists", 7: "PermissionDenied", 8: "ResourceExhausted", 9: "FailedPrecondition",
-    10: "Aborted", 11: "OutOfRange", 12: "Unimplemented", 13: "Internal", 14: "Unavailable",
-    15: "DataLoss", 16: "Unauthenticated",
-}  # fmt: skip
+_CODES = (
+    "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+    "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
+    "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -299,18 +297,9 @@ class Etcd:
             return wire.Connection(sock, endpoint.netloc)
         try:
             sock = self._context.wrap_socket(sock, server_hostname=endpoint.host)
-        except ssl.SSLCertVerificationError as err:
+        except OSError as err:  # ssl.SSLError is one; a refused certificate may be a reset
             sock.close()
-            raise _Unreached(f"TLS failed: {err.verify_message}") from err
-        except TimeoutError as err:
-            sock.close()
-            raise _Unreached(f"no TLS handshake in {self._timeout:g} s") from err
-        except ssl.SSLError as err:
-            sock.close()
-            raise _Unreached(f"TLS failed: {err.reason or err}") from err
-        except OSError as err:  # reset: a server that refused our certificate may just close
-            sock.close()
-            raise _Unreached(f"TLS failed: {err.strerror or repr(err)}") from err
+            raise _Unreached(f"TLS failed: {_tls_failure(err, self._timeout)}") from err
         return wire.Connection(sock, endpoint.netloc)
 
 
@@ -419,7 +408,7 @@ def _kvs(answer: dict) -> list[KeyValue]:
 
 
 def _range(key: str, prefix: bool) -> dict:
-    body = {"key": _b64(key)}
+    body = {"key": _b64(key or "\0")}  # "" from "\0" on: every key
     if prefix:
         body["range_end"] = _b64(_prefix_end(key))
     return body
@@ -441,15 +430,27 @@ def _int(value: object) -> int:
     """An int64 as the gateway writes it (a string), 0 when left out as the default."""
     if value is None:
         return 0
-    if isinstance(value, int | str) and str(value).lstrip("-").isdigit():
+    digits = str(value).removeprefix("-")
+    if isinstance(value, int | str) and digits.isascii() and digits.isdigit():
         return int(value)
     raise StoreError(f"etcd answered {str(value)[:40]!r} where a number belongs")
+
+
+def _tls_failure(err: OSError, timeout: float) -> str:
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return str(err.verify_message)
+    if isinstance(err, TimeoutError):
+        return f"no handshake in {timeout:g} s"
+    if isinstance(err, ssl.SSLError):
+        return str(err.reason or err)
+    return err.strerror or repr(err)
 
 
 def _described(err: _Refused) -> str:
     if err.code is None:
         return err.message
-    return f"{err.message} (gRPC {_CODES.get(err.code, err.code)})"
+    name = _CODES[err.code] if 0 <= err.code < len(_CODES) else err.code
+    return f"{err.message} (gRPC {name})"
 
 
 def _failed(what: str, failures: list[tuple[str, str]]) -> str:
