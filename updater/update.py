@@ -125,12 +125,14 @@ def _deploy_in_fleet(checked: Checked, step: Deploy, host: Host, rollout: Rollou
     assert isinstance(found, Slot)
     try:
         report = deploy(checked, step, host, before_restart=lambda: rollout.confirm(found))
+        # Told while the slot is held: freed first, it would let a second canary in (no proof
+        # yet), or another host pull a digest whose failure marker is not written yet.
+        return _told(checked, report, host, step.digest)
     except LostSlot as err:
         return _report(checked, Outcome.SKIPPED, f"{err}; {step.digest} is pulled for next time")
     finally:
         if host.state.record(unit.name).pending is None:  # else its lease covers the proof left
             rollout.release(found)
-    return _told(checked, report, host, step.digest)
 
 
 def _told(checked: Checked, report: Report, host: Host, digest: str) -> Report:
