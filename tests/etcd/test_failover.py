@@ -1,5 +1,5 @@
 """Endpoint failover and quorum loss against the real cluster: a member down is not noticed,
-no quorum fails closed within the timeout and writes nothing."""
+no quorum fails closed within the timeout (an unanswered write may still commit later)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def test_a_write_that_got_no_answer_is_not_repeated_elsewhere(healed: Cluster, p
         assert etcd.get(f"{prefix}a").value == b"2"  # type: ignore[union-attr]
 
 
-def test_quorum_lost_fails_within_the_timeout_and_writes_nothing(healed: Cluster, prefix: str):
+def test_quorum_lost_fails_within_the_timeout(healed: Cluster, prefix: str):
     revision = healed.revision()
     leader = healed.leader()
     healed.kill(*healed.followers())
@@ -99,8 +99,10 @@ def test_quorum_lost_fails_within_the_timeout_and_writes_nothing(healed: Cluster
             with pytest.raises(StoreError, match=f"{alone}: did not answer in 2 s"):
                 call()  # a read too: the member alone never answers from its own copy
             assert time.monotonic() - start < 2.5
-    start = time.monotonic()
     healed.heal()
-    print(f"healed in {time.monotonic() - start:.1f} s")
-    assert healed.value(f"{prefix}a") is None
-    assert healed.revision() == revision
+    # Unanswered is not undone: the leader kept the write in its log, and may commit it once
+    # the followers are back. That is why the client never repeats such a write elsewhere, and
+    # why the fleet undoes an unanswered slot transaction by revoking its lease.
+    found = healed.value(f"{prefix}a")
+    assert found in (None, b"1")
+    assert healed.revision() == revision + (found is not None)
