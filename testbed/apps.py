@@ -20,11 +20,14 @@ class App:
         dockerd: Dockerd,
         registry_host: str,
         auth: dict[str, str] | None = None,
+        name: str | None = None,
         **policy: object,
     ):
+        """`name`: the unit's and repository's (default: a new one), the same app on another
+        host."""
         self.machine, self.dockerd = machine, dockerd
         self.auth = auth  # push credentials, for a registry that wants them
-        self.name = f"app-{uuid.uuid4().hex[:8]}"
+        self.name = name or f"app-{uuid.uuid4().hex[:8]}"
         self.unit = f"{self.name}.service"
         self.ref = f"{registry_host}/acme/{self.name}:prod"
         self.policy = {"settle": 2, "health_timeout": 20, **policy}

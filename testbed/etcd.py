@@ -374,16 +374,26 @@ class Watcher:
         self._changed = threading.Condition()
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
+        self._seen = 0  # the last revision seen: a watch started again resumes after it
+        self._spawning = threading.Lock()
+        self._stopping = threading.Event()
         self.log = cluster.workdir / "watch.log"
 
     def start(self) -> Watcher:
         snapshot = json.loads(self.cluster.etcdctl("get", self.prefix, "--prefix", "-w", "json"))
-        revision = int(snapshot["header"]["revision"])
+        self._seen = int(snapshot["header"]["revision"])
         for kv in snapshot.get("kvs", []):
             self.initial[b64decode(kv["key"]).decode()] = b64decode(kv.get("value", ""))
+        self._spawn()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _spawn(self) -> None:
+        """etcdctl watching from the revision after the last one seen."""
         endpoints = ",".join(self.endpoints)  # it fails over and resumes by itself
         command = [str(ETCDCTL), f"--endpoints={endpoints}", "watch", "--prefix", self.prefix]
-        command += [f"--rev={revision + 1}", "-w", "json"]
+        command += [f"--rev={self._seen + 1}", "-w", "json"]
         if self.cluster.auth:
             command.insert(2, f"--user=root:{ROOT_PASSWORD}")
         with open(self.log, "ab") as log:
@@ -396,19 +406,32 @@ class Watcher:
                 env=_environ(),
                 start_new_session=True,
             )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        return self
 
     def _read(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        for line in self._process.stdout:
-            if not line.startswith("{"):
-                continue
-            events = [_event(e) for e in json.loads(line).get("Events") or []]
-            with self._changed:
-                self.events.extend(events)
-                self._changed.notify_all()
+        """The events, for as long as the watcher runs. etcd cancels a watch whose member lost
+        its leader (etcdctl asks for one) and etcdctl then exits: a new one resumes it."""
+        while True:
+            with self._spawning:
+                process = self._process
+            if process is None:
+                return
+            assert process.stdout is not None
+            for line in process.stdout:
+                if line.startswith("{"):
+                    self._add([_event(e) for e in json.loads(line).get("Events") or []])
+            process.wait()
+            if self._stopping.wait(0.5):  # a cluster without quorum: try again, not at once
+                return
+            with self._spawning:
+                if self._stopping.is_set():
+                    return
+                self._spawn()
+
+    def _add(self, events: list[Event]) -> None:
+        with self._changed:
+            self.events.extend(events)
+            self._seen = max([self._seen, *(e.revision for e in events)])
+            self._changed.notify_all()
 
     def wait(self, predicate: Callable[[list[Event]], bool], timeout: float = 10) -> None:
         """Wait until `predicate(events)` holds; TimeoutError naming what was seen if not."""
@@ -420,12 +443,22 @@ class Watcher:
         """Wait until the watch has seen the event written at `revision`."""
         self.wait(lambda events: any(e.revision >= revision for e in events), timeout)
 
-    def most_present(self) -> int:
-        """The most keys under the prefix at any revision, from the snapshot and the events."""
-        present = set(self.initial)
+    def present(self, under: str = "") -> set[str]:
+        """The keys under the prefix (or under `under`, within it) as of the last event seen."""
+        found = {key for key in self.initial if key.startswith(under)}
+        with self._changed:
+            for event in self.events:
+                if event.key.startswith(under):
+                    (found.add if event.type == "PUT" else found.discard)(event.key)
+        return found
+
+    def most_present(self, under: str = "") -> int:
+        """The most keys under the prefix (or under `under`, within it) at any revision, from
+        the snapshot and the events."""
+        present = {key for key in self.initial if key.startswith(under)}
         most = len(present)
         with self._changed:
-            events = list(self.events)
+            events = [e for e in self.events if e.key.startswith(under)]
         for i, event in enumerate(events):
             if event.type == "PUT":
                 present.add(event.key)
@@ -437,7 +470,9 @@ class Watcher:
         return most
 
     def stop(self) -> None:
-        process, self._process = self._process, None
+        self._stopping.set()
+        with self._spawning:
+            process, self._process = self._process, None
         if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)

@@ -4,6 +4,7 @@ prefix, in the store's order, so "never more than K" is proven from etcd's own h
 from __future__ import annotations
 
 import threading
+import time
 
 from testbed.etcd import Cluster, Watcher
 from updater.etcd import Etcd, absent, put_op
@@ -70,5 +71,22 @@ def test_the_watch_goes_on_when_a_member_dies(healed: Cluster, prefix: str):
         watcher.wait(lambda events: len(events) == 1)
         healed.kill(follower)
         etcd.put(f"{prefix}b", b"2")
+        watcher.wait(lambda events: len(events) == 2, timeout=15)
+    assert [e.key for e in watcher.events] == [f"{prefix}a", f"{prefix}b"]
+
+
+def test_the_watch_resumes_when_the_quorum_comes_back(healed: Cluster, prefix: str):
+    canceled = "watch is canceled"
+    with Watcher(healed, prefix) as watcher:
+        before = watcher.log.read_text().count(canceled)
+        healed.etcdctl("put", f"{prefix}a", "1")
+        watcher.wait(lambda events: len(events) == 1)
+        healed.kill(0, 1)  # the last member loses its leader, and etcd cancels the watch
+        deadline = time.monotonic() + 15
+        while watcher.log.read_text().count(canceled) == before:
+            assert time.monotonic() < deadline, "etcd never canceled the watch"
+            time.sleep(0.1)
+        healed.heal()
+        healed.etcdctl("put", f"{prefix}b", "2")
         watcher.wait(lambda events: len(events) == 2, timeout=15)
     assert [e.key for e in watcher.events] == [f"{prefix}a", f"{prefix}b"]
