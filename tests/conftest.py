@@ -24,6 +24,8 @@ from testbed.engine import Dockerd
 from testbed.etcd import Cluster
 from testbed.machine import Machine, python_wheels, updater_machine
 from testbed.registry import Registry
+from updater.config import RegistrySettings
+from updater.registry import Registries
 
 TIERS = ("pure", "registry", "engine", "system", "etcd")
 
@@ -72,6 +74,14 @@ def registry_factory(tmp_path: Path) -> Iterator:
 @pytest.fixture
 def registry(registry_factory) -> Registry:
     return registry_factory()
+
+
+@pytest.fixture
+def registries() -> Iterator[Registries]:
+    """A registry client of the updater's, with default settings for every host."""
+    client = Registries(lambda host: RegistrySettings())
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -1,22 +1,15 @@
 """The keys of issue 14's policies: `follow`, `prereleases`, `min_age` and `verify`, read as the
 run reads them; every bad value is an error naming file and key."""
 
-from pathlib import Path
-
 import pytest
 
+from tests.pure.test_config import write
 from updater.config import load
 from updater.errors import ConfigError
 
 pytestmark = pytest.mark.pure
 
 UNIT = '[units."app.service"]\nimage = "ghcr.io/acme/app:current"\n'
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture

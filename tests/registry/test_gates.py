@@ -14,22 +14,14 @@ import pytest
 from testbed.signing import Cosign
 from updater import gates
 from updater.check import Checked, Status
-from updater.config import Policy, RegistrySettings, Unit
+from updater.config import Policy, Unit
 from updater.outcome import Outcome
 from updater.plan import Leave
 from updater.reference import parse
-from updater.registry import Registries
 from updater.signature import Verify
 from updater.state import Seen, State
 
 pytestmark = pytest.mark.registry
-
-
-@pytest.fixture
-def registries():
-    client = Registries(lambda host: RegistrySettings())
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from updater.config import RegistrySettings
 from updater.errors import RegistryError
 from updater.reference import parse
-from updater.registry import Registries, client
+from updater.registry import client
 
 pytestmark = pytest.mark.registry
-
-
-@pytest.fixture
-def registries():
-    found = Registries(lambda host: RegistrySettings())
-    yield found
-    found.close()
 
 
 def test_one_request_lists_every_tag(registry, registries):
