@@ -24,10 +24,10 @@ from updater.health import Expectation, Observation, Verdict, verify
 from updater.outcome import Outcome, Report
 from updater.plan import Deploy, Leave, Resume, RollBack
 from updater.registry import Registries
+from updater.state import Failure, Pending, Record, State
 
 if TYPE_CHECKING:
     from updater.rollout import Rollout
-from updater.state import Failure, Pending, Record, State
 
 log = logging.getLogger("updater")
 
