@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from updater.check import Checked
 from updater.errors import SignatureError, Unsigned
+from updater.history import stamp
 from updater.outcome import Outcome
 from updater.plan import Leave
 from updater.registry import Registries
@@ -44,8 +44,8 @@ def admit(
         if now < born + policy.min_age:
             since = "was built" if seen.created is not None else "was first seen"
             why = (
-                f"{digest} {since} at {_stamp(born)}; min_age lets it be deployed from "
-                f"{_stamp(born + policy.min_age)}"
+                f"{digest} {since} at {stamp(born)}; min_age lets it be deployed from "
+                f"{stamp(born + policy.min_age)}"
             )
             return Leave(Outcome.SKIPPED, why)
     if policy.verify is None:
@@ -56,7 +56,7 @@ def admit(
         how = signature.verified(registries, unit.image, digest, policy.verify)
     except Unsigned as err:
         if now < seen.at + SIGNATURE_GRACE:
-            why = f"{err}; waiting until {_stamp(seen.at + SIGNATURE_GRACE)} for its signature"
+            why = f"{err}; waiting until {stamp(seen.at + SIGNATURE_GRACE)} for its signature"
             return Leave(Outcome.SKIPPED, why)
         return _reject(checked, digest, state, str(err))
     except SignatureError as err:
@@ -67,7 +67,7 @@ def admit(
 
 def _reject(checked: Checked, digest: str, state: State, reason: str) -> Rejected:
     why = f"signature: {reason}"
-    state.mark_failed(checked.unit.name, Failure(digest, _stamp(time.time()), why))
+    state.mark_failed(checked.unit.name, Failure(digest, stamp(time.time()), why))
     log.error("%s: %s is not deployed: %s", checked.unit.name, digest, why)
     return Rejected(why)
 
@@ -82,7 +82,3 @@ def _seen(checked: Checked, digest: str, registries: Registries, state: State) -
         seen = Seen(digest, time.time(), created)
         state.see(unit.name, seen)
     return seen
-
-
-def _stamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

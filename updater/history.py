@@ -21,11 +21,17 @@ HELD = "held"
 RELEASED = "released"
 APPROVED = "approved"
 AVAILABLE = "available"  # a new digest on a `notify` or `manual` unit, announced once
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def now() -> str:
     """The time stamp every line carries (UTC, to the second)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime(STAMP)
+
+
+def stamp(seconds: float) -> str:
+    """A time (seconds since the epoch) written as every line writes it."""
+    return datetime.fromtimestamp(seconds, UTC).strftime(STAMP)
 
 
 def of_report(report: Report, was_failing: bool, at: str) -> Entry | None:

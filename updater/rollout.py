@@ -14,7 +14,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from updater import fleet
@@ -22,6 +21,7 @@ from updater.config import Fleet, Unit
 from updater.errors import StoreError, UpdaterError
 from updater.etcd import Etcd, absent, present_under, put_op, range_kvs, range_op
 from updater.fleet import FailedElsewhere, Snapshot, Take, Wait
+from updater.history import now, stamp
 
 log = logging.getLogger("updater")
 
@@ -178,7 +178,7 @@ class Rollout:
 
     def pause(self, reason: str) -> None:
         """No host takes a new slot until `resume`; updates under way finish."""
-        record = {"by": self.settings.host, "at": _now(), "reason": reason}
+        record = {"by": self.settings.host, "at": now(), "reason": reason}
         self._store.put(self.keys.paused, _json(record))
 
     def resume(self) -> None:
@@ -204,7 +204,7 @@ class Rollout:
         k = self.keys
         lease = self._store.grant(self.settings.lease_for(unit.policy))
         holder = {"host": self.settings.host, "unit": unit.name, "from": running, "to": digest}
-        holder["since"] = _now()
+        holder["since"] = now()
         guards = [absent(k.paused), absent(k.failed(unit.name, digest))]
         if take.after_proof:
             guards.append(present_under(k.proven(unit.name, digest)))
@@ -246,16 +246,12 @@ def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, sort_keys=True).encode()
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def fleet_table(found: dict[str, Any]) -> str:
     """`updater fleet status` for people: who runs what, who holds a slot, proofs, failures."""
     lines = [f"group {found['group']}: " + _paused(found.get("paused"))]
     for host, member in sorted(found["members"].items()):
         seen = member.get("seen")
-        when = datetime.fromtimestamp(seen, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if seen else "?"
+        when = stamp(seen) if seen else "?"
         running = ", ".join(f"{u} {(d or '-')[:19]}" for u, d in member.get("running", {}).items())
         lines.append(f"  host {host}: last spoke {when}; runs {running or '-'}")
     for number, holder in sorted(found["slots"].items()):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import ssl
 import threading
@@ -110,8 +109,7 @@ class Registries:
             raise unknown(f"reading {ref.repository}:{reference}: {self._explain(ref, answer)}")
         if is_sha256(reference) and _sha256(answer.body) != reference:
             raise RegistryError(f"reading {ref.repository}@{reference}: its bytes hash otherwise")
-        media_type = answer.headers.get("Content-Type", "").partition(";")[0].strip()
-        return media_type, answer.body
+        return _media_type(answer), answer.body
 
     def blob(self, ref: Reference, digest: str, cap: int = SMALL_BODY) -> bytes:
         """The blob `digest` of `ref`'s repository (an image config, a signature), up to `cap`
@@ -299,6 +297,8 @@ def _descriptors(body: bytes, what: str) -> list[dict[str, Any]]:
 
 def _platform_manifest(descriptors: list[dict[str, Any]]) -> str | None:
     """The digest of the image for this machine's platform (linux), as the engine would pull."""
+    import platform  # only for a minimum age read through an index
+
     machine = platform.machine()
     arch = _ARCHITECTURES.get(machine, machine)
     for descriptor in descriptors:
