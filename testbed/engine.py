@@ -194,14 +194,16 @@ def build_image(
     seed: str,
     behaviour: str = "serve",
     healthcheck: str | None = None,
+    health_interval: str = "1s",
 ) -> str:
-    """Build a tiny busybox image whose content (and so digest) depends on `seed`; its ID."""
+    """Build a tiny busybox image whose content (and so digest) depends on `seed`; its ID.
+    A long `health_interval` keeps its health "starting" that long."""
     context = engine.workdir / "build" / seed
     _busybox_folder(context, seed)
     lines = ["FROM scratch", "COPY . /"]
     if healthcheck:
         lines.append(
-            "HEALTHCHECK --interval=1s --timeout=2s --retries=2 "
+            f"HEALTHCHECK --interval={health_interval} --timeout=2s --retries=2 "
             f'CMD ["/bin/sh", "-c", "{healthcheck}"]'
         )
     lines.append(f"CMD {BEHAVIOURS[behaviour]}")

@@ -23,7 +23,7 @@ import time
 import urllib.request
 from base64 import b64decode
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -357,6 +357,7 @@ class Event:
     key: str
     value: bytes
     lease: int
+    seen: float = field(default=0.0, compare=False)  # time.monotonic() when the watch read it
 
 
 class Watcher:
@@ -500,6 +501,7 @@ def _event(raw: dict[str, Any]) -> Event:
         key=b64decode(kv["key"]).decode(),
         value=b64decode(kv.get("value", "")),
         lease=int(kv.get("lease", 0)),
+        seen=time.monotonic(),
     )
 
 

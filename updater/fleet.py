@@ -5,6 +5,7 @@ The hosts of a group coordinate through etcd (updater.etcd), under `/updater/v1/
 | key | value | lease |
 |---|---|---|
 | `members/HOST` | what the host runs, its `max_parallel` and `canary`, and when it said so | none |
+| `live/HOST` | nothing: it exists while the host counts as live | `member_ttl` |
 | `slots/N`, N < K | who restarts which unit onto which digest | the update's |
 | `units/UNIT/proven/DIGEST/HOST` | this host proved the digest healthy | none |
 | `units/UNIT/failed/DIGEST` | the first host whose rollback the digest caused | none |
@@ -148,11 +149,18 @@ class Keys:
     def members(self) -> str:
         return self.root + "members/"
 
+    @property
+    def live(self) -> str:
+        return self.root + "live/"
+
     def slot(self, n: int) -> str:
         return f"{self.slots}{n}"
 
     def member(self, host: str) -> str:
         return self.members + host
+
+    def alive(self, host: str) -> str:
+        return self.live + host
 
     def failed(self, unit: str, digest: str) -> str:
         return f"{self.root}units/{unit}/failed/{digest}"

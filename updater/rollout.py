@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -106,11 +107,12 @@ class Rollout:
                 range_op(k.proven(unit, digest), prefix=True, keys_only=True),
                 range_op(k.slots, prefix=True),
                 range_op(k.members, prefix=True),
+                range_op(k.live, prefix=True, keys_only=True),
             ],
             [],
         )
-        paused, failed, proven, slots, members = (range_kvs(r) for r in responses)
-        live_since = time.time() - self.settings.member_ttl
+        paused, failed, proven, slots, members, live = (range_kvs(r) for r in responses)
+        alive = {kv.key.rsplit("/", 1)[1] for kv in live}
         return Snapshot(
             paused=_value(paused[0].value) if paused else None,
             failed=_value(failed[0].value) if failed else None,
@@ -121,9 +123,9 @@ class Rollout:
                 if kv.key.rsplit("/", 1)[1].isdigit()
             },
             members={
-                kv.key.rsplit("/", 1)[1]: record
+                host: _value(kv.value)
                 for kv in members
-                if _number(record := _value(kv.value), "seen") >= live_since
+                if (host := kv.key.rsplit("/", 1)[1]) in alive
             },
         )
 
@@ -134,6 +136,19 @@ class Rollout:
             self._store.keepalive(slot.lease)
         except StoreError as err:
             raise LostSlot(f"lost fleet slot {slot.number} before restarting ({err})") from err
+
+    def tell_early(self, slot: Slot, verdict: Verdict) -> Telling:
+        """As a rollback starts: publish the failure, and give the slot a new term so that the
+        rollback and its proof run inside it. In a thread of its own, so that a store that does
+        not answer never delays the rollback; `Telling.wait` before the store is used again."""
+        return Telling(self, slot, verdict)
+
+    def renew(self, slot: Slot) -> None:
+        """A new term for a slot held past its confirmation; a lease already gone is said."""
+        try:
+            self._store.keepalive(slot.lease)
+        except StoreError as err:
+            log.warning("fleet: could not renew slot %d: %s", slot.number, err)
 
     def release(self, slot: Slot) -> None:
         """Give the slot back (revoking its lease deletes only what that lease holds)."""
@@ -159,6 +174,7 @@ class Rollout:
         kvs = self._store.range(self.keys.root)
         found: dict[str, Any] = {"group": self.settings.group, "paused": None, "members": {}}
         found |= {"slots": {}, "units": {}}
+        alive = set()
         for kv in kvs:
             parts = kv.key.removeprefix(self.keys.root).split("/")
             value = _value(kv.value)
@@ -166,6 +182,8 @@ class Rollout:
                 found["paused"] = value
             elif parts[0] == "members" and len(parts) == 2:
                 found["members"][parts[1]] = value
+            elif parts[0] == "live" and len(parts) == 2:
+                alive.add(parts[1])
             elif parts[0] == "slots" and len(parts) == 2:
                 found["slots"][parts[1]] = value
             elif parts[0] == "units" and len(parts) >= 4:
@@ -174,6 +192,8 @@ class Rollout:
                     unit["proven"].setdefault(parts[3], []).append(parts[4])
                 elif parts[2] == "failed":
                     unit["failed"][parts[3]] = value
+        for host, member in found["members"].items():
+            member["live"] = host in alive  # coordinated within member_ttl, by etcd's clock
         return found
 
     def pause(self, reason: str) -> None:
@@ -185,17 +205,22 @@ class Rollout:
         self._store.delete(self.keys.paused)
 
     def _announce(self, unit: Unit, running: str | None) -> None:
-        """This host's member record, once a run: its policy, for the strictest; when it spoke,
-        for how many hosts are live."""
+        """This host's member record, once a run: its policy, for the strictest, and what it
+        runs, for `fleet status`. Whether it is live is a key on a lease of `member_ttl`:
+        etcd's clock decides, so a host whose clock is off is counted all the same."""
         if self._announced:
             return
+        k, host = self.keys, self.settings.host
         record = {
             "seen": time.time(),
             "max_parallel": self.settings.max_parallel,
             "canary": self.settings.canary,
             "running": {unit.name: running},
         }
-        self._store.put(self.keys.member(self.settings.host), _json(record))
+        lease = self._store.grant(int(self.settings.member_ttl))
+        self._store.txn(
+            [], [put_op(k.member(host), _json(record)), put_op(k.alive(host), b"", lease)], []
+        )
         self._announced = True
 
     def _take(self, unit: Unit, digest: str, running: str | None, take: Take) -> Slot | Wait:
@@ -229,17 +254,34 @@ class Rollout:
             self._store.revoke(lease)
 
 
+class Telling:
+    """A verdict on its way to the store while the main thread rolls back."""
+
+    def __init__(self, rollout: Rollout, slot: Slot, verdict: Verdict) -> None:
+        self.verdict = verdict
+        self._error: UpdaterError | None = None
+        self._thread = threading.Thread(target=self._tell, args=(rollout, slot), daemon=True)
+        self._thread.start()
+
+    def _tell(self, rollout: Rollout, slot: Slot) -> None:
+        rollout.renew(slot)
+        try:
+            rollout.publish(self.verdict)
+        except UpdaterError as err:
+            self._error = err
+
+    def wait(self) -> UpdaterError | None:
+        """Done telling (each store call has its timeout); why the verdict was not published."""
+        self._thread.join()
+        return self._error
+
+
 def _value(raw: bytes) -> dict[str, Any]:
     try:
         found = json.loads(raw)
     except ValueError:
         return {}
     return found if isinstance(found, dict) else {}
-
-
-def _number(record: dict[str, Any], key: str) -> float:
-    value = record.get(key)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
 def _json(value: dict[str, Any]) -> bytes:
@@ -253,7 +295,8 @@ def fleet_table(found: dict[str, Any]) -> str:
         seen = member.get("seen")
         when = stamp(seen) if seen else "?"
         running = ", ".join(f"{u} {(d or '-')[:19]}" for u, d in member.get("running", {}).items())
-        lines.append(f"  host {host}: last spoke {when}; runs {running or '-'}")
+        live = "" if member.get("live") else " (not live: silent longer than member_ttl)"
+        lines.append(f"  host {host}: last spoke {when}{live}; runs {running or '-'}")
     for number, holder in sorted(found["slots"].items()):
         lines.append(
             f"  slot {number}: {holder.get('host')} restarting {holder.get('unit')} "

@@ -27,7 +27,8 @@ from updater.registry import Registries
 from updater.state import Failure, Pending, Record, State
 
 if TYPE_CHECKING:
-    from updater.rollout import Rollout
+    from updater.rollout import Rollout, Telling
+    from updater.rollout import Verdict as RolloutVerdict
 
 log = logging.getLogger("updater")
 
@@ -123,39 +124,65 @@ def _deploy_in_fleet(checked: Checked, step: Deploy, host: Host, rollout: Rollou
                 checked, Outcome.SKIPPED, f"{step.digest} {why}; waiting for a new digest"
             )
     assert isinstance(found, Slot)
+    early: list[Telling] = []
+
+    def on_failure(failure: Failure) -> None:
+        # Told as the rollback starts, not after its proof: no other host takes a slot for the
+        # digest meanwhile, and the slot gets a new term to cover the rollback.
+        early.append(rollout.tell_early(found, _verdict(unit.name, step.digest, failure)))
+
     try:
-        report = deploy(checked, step, host, before_restart=lambda: rollout.confirm(found))
+        report = deploy(checked, step, host, lambda: rollout.confirm(found), on_failure)
         # Told while the slot is held: freed first, it would let a second canary in (no proof
         # yet), or another host pull a digest whose failure marker is not written yet.
-        return _told(checked, report, host, step.digest)
+        return report if early else _told(checked, report, host, step.digest)
     except LostSlot as err:
         return _report(checked, Outcome.SKIPPED, f"{err}; {step.digest} is pulled for next time")
     finally:
+        for telling in early:
+            if (refused := telling.wait()) is not None:
+                _keep(host, telling.verdict, refused)
         if host.state.record(unit.name).pending is None:  # else its lease covers the proof left
             rollout.release(found)
 
 
 def _told(checked: Checked, report: Report, host: Host, digest: str) -> Report:
-    """Publish what a fleet unit's update proved about `digest` to the group (kept in the state
-    when the store cannot be reached); never waits for the store, never changes the report."""
+    """Publish what a fleet unit's update proved about `digest` to the group; never changes
+    the report."""
     unit = report.unit
     if host.rollout is None or not checked.unit.policy.fleet:
         return report
-    from updater.rollout import Verdict
-
     failure = host.state.record(unit).failed_digest(digest)
     if report.outcome is Outcome.UPDATED:
-        verdict = Verdict(unit, digest, True, at=_now())
+        _tell(host, unit, digest)
     elif failure is not None:
-        verdict = Verdict(unit, digest, False, failure.reason, failure.at)
-    else:
-        return report
+        _tell(host, unit, digest, failure)
+    return report
+
+
+def _tell(host: Host, unit: str, digest: str, failure: Failure | None = None) -> None:
+    """Tell the group `digest` is proven here (no failure) or failed, never waiting for the
+    store."""
+    assert host.rollout is not None
+    verdict = _verdict(unit, digest, failure)
     try:
         host.rollout.publish(verdict)
     except UpdaterError as err:
-        log.warning("%s: fleet: %s; the verdict is published by a later run", unit, err)
-        host.state.queue_verdict(unit, verdict.as_dict())
-    return report
+        _keep(host, verdict, err)
+
+
+def _verdict(unit: str, digest: str, failure: Failure | None) -> RolloutVerdict:
+    from updater.rollout import Verdict
+
+    if failure is None:
+        return Verdict(unit, digest, True, at=_now())
+    return Verdict(unit, digest, False, failure.reason, failure.at)
+
+
+def _keep(host: Host, verdict: RolloutVerdict, err: UpdaterError) -> None:
+    """A verdict the store did not take: in the state file, for a later run to publish."""
+    log.warning("%s: fleet: %s; the verdict is published by a later run", verdict.unit, err)
+    host.state.queue_verdict(verdict.unit, verdict.as_dict())
 
 
 def _in_window(checked: Checked, record: Record, host: Host) -> bool:
@@ -174,10 +201,15 @@ def _in_window(checked: Checked, record: Record, host: Host) -> bool:
 
 
 def deploy(
-    checked: Checked, step: Deploy, host: Host, before_restart: Callable[[], None] | None = None
+    checked: Checked,
+    step: Deploy,
+    host: Host,
+    before_restart: Callable[[], None] | None = None,
+    on_failure: Callable[[Failure], None] | None = None,
 ) -> Report:
     """Pull the new digest, record the update, tag it, restart onto it, keep it or roll back.
-    `before_restart` may stop it after the pull, before anything is touched (a lost slot)."""
+    `before_restart` may stop it after the pull, before anything is touched (a lost slot);
+    `on_failure` hears of an unhealthy digest before the rollback starts."""
     unit = checked.unit
     before = systemd.state(unit.name)
     if before.load_state != "loaded":
@@ -193,10 +225,16 @@ def deploy(
     host.engine.tag(new.id, unit.image)
     log.info("%s: restarting onto %s", unit.name, step.digest)
     verdict = _restart_and_verify(host, unit, new.id)
-    return keep_or_roll_back(checked, pending, verdict, host)
+    return keep_or_roll_back(checked, pending, verdict, host, on_failure)
 
 
-def keep_or_roll_back(checked: Checked, pending: Pending, verdict: Verdict, host: Host) -> Report:
+def keep_or_roll_back(
+    checked: Checked,
+    pending: Pending,
+    verdict: Verdict,
+    host: Host,
+    on_failure: Callable[[Failure], None] | None = None,
+) -> Report:
     """Keep the new image when healthy; otherwise remember its digest failed and roll back."""
     unit = checked.unit
     if verdict.healthy:
@@ -206,6 +244,8 @@ def keep_or_roll_back(checked: Checked, pending: Pending, verdict: Verdict, host
     failure = Failure(pending.to_digest, _now(), verdict.reason)
     host.state.mark_failed(unit.name, failure)
     log.error("%s: %s is not healthy: %s", unit.name, pending.to_digest, verdict.reason)
+    if on_failure is not None:
+        on_failure(failure)
     if not unit.policy.rollback:
         host.state.end(unit.name)
         return _report(

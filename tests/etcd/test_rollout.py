@@ -5,7 +5,9 @@ alone; a failure marker stops the others before they pull; a store without quoru
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -126,3 +128,37 @@ def test_without_quorum_no_host_is_admitted(healed, group):
     healed.kill(2)
     with pytest.raises(StoreError):
         h[0].admit(UNIT, D, OLD)
+
+
+def test_a_host_counts_as_live_by_etcds_clock_not_its_own(cluster, group, etcd):
+    """A percentage counts the hosts whose live key (on a lease of member_ttl) is there: one
+    whose clock is an hour behind counts all the same, and a silent one stops counting."""
+    h = hosts(cluster, group, 4, max_parallel="50%", canary=0, member_ttl=3)
+    for host in h[1:]:
+        host.release(host.admit(UNIT, D, OLD))
+    skewed = {"seen": time.time() - 3600, "max_parallel": "50%", "canary": 0, "running": {}}
+    etcd.put(f"/updater/v1/{group}/members/h1", json.dumps(skewed).encode())
+    assert set(h[0].snapshot(UNIT.name, D).members) == {"h1", "h2", "h3"}
+    assert [s["live"] for _, s in sorted(h[0].status()["members"].items())] == [True] * 3
+
+    with Watcher(cluster, f"/updater/v1/{group}/live/") as watcher:  # silent from now on
+        watcher.wait(lambda events: sum(e.type == "DELETE" for e in events) == 3, timeout=15)
+    assert h[0].snapshot(UNIT.name, D).members == {}
+    assert not any(m["live"] for m in h[0].status()["members"].values())
+    first = h[0].admit(UNIT, D, OLD)  # alone now: 50% of 1 host is 1 slot
+    assert isinstance(first, Slot)
+    assert isinstance(h[1].admit(UNIT, D, OLD), Wait)  # live again, two of two: still 1 slot
+
+
+def test_a_failure_told_early_never_waits_for_a_store_that_does_not_answer(healed, group):
+    """The rollback goes on while the failure is told: with every member hung, telling
+    returns at once, and waiting for it gives the error within the requests' timeouts."""
+    rollout = hosts(healed, group, 1, canary=0, timeout=1)[0]
+    held = rollout.admit(UNIT, D, OLD)
+    assert isinstance(held, Slot)
+    healed.freeze(0, 1, 2)
+    start = time.monotonic()
+    telling = rollout.tell_early(held, Verdict(UNIT.name, D, False, "not healthy", "T"))
+    assert time.monotonic() - start < 0.2
+    assert isinstance(telling.wait(), StoreError)
+    assert time.monotonic() - start < 3 * 2 * 1 + 2  # a keepalive and a write, 1 s a member

@@ -8,6 +8,7 @@ without the store nothing is pulled or restarted.
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -28,9 +29,11 @@ def group() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
 
 
-def configure_fleet(machine, app, endpoints, group: str, **settings: object) -> None:
+def configure_fleet(
+    machine, app, endpoints, group: str, lease_ttl: int = 60, **settings: object
+) -> None:
     urls = ", ".join(f'"{url}"' for url in endpoints)
-    lines = [f"etcd = [{urls}]", f'group = "{group}"', 'host = "h1"', "lease_ttl = 60"]
+    lines = [f"etcd = [{urls}]", f'group = "{group}"', 'host = "h1"', f"lease_ttl = {lease_ttl}"]
     lines += [f"{key} = {value}" for key, value in settings.items()]
     machine.write_file(
         "/etc/updater/config.toml", "[fleet]\n" + "\n".join(lines) + "\n" + app.config()
@@ -125,3 +128,43 @@ def test_without_the_store_nothing_is_pulled_or_restarted(machine, new_app, dock
     assert app.running_image() == app.images["v1"] and app.show("InvocationID") == invocation
     repository = app.ref.rsplit(":", 1)[0]
     assert dockerd.docker("image", "inspect", f"{repository}@{new}", check=False).returncode != 0
+
+
+def test_a_rollback_runs_inside_a_renewed_slot_and_the_failure_is_told_first(
+    machine, new_app, fleet_store, group
+):
+    """The lease covers the update's restart and proof (2 x health_timeout + settle); a
+    rollback after a proof that took all of health_timeout needs a new term, and the group
+    hears of the failure as the rollback starts, not after its proof."""
+    app = new_app(health_timeout=8, settle=1)
+    app.publish("v1")
+    app.install()
+    # Every restart now takes 6 s: the update's, then the rollback's.
+    machine.write_file(
+        f"/etc/systemd/system/{app.unit}.d/slow.conf", "[Service]\nExecStartPre=/bin/sleep 6\n"
+    )
+    machine.run("systemctl", "daemon-reload")
+    configure_fleet(machine, app, fleet_store.endpoints, group, lease_ttl=17, canary=0)
+    bad = app.publish("v2", healthcheck="true", health_interval="60s")  # "starting" for 60 s
+    k = keys(group)
+    with Watcher(fleet_store, k.root) as watcher:
+        code, reports = updater(machine)
+        ended = time.monotonic()
+        report = outcome(reports, app)
+        assert code == 1 and report["outcome"] == "rolled-back", reports
+        assert "not healthy within 8 s" in report["error"]
+        watcher.wait(lambda events: any(e.type == "DELETE" and e.key == k.slot(0) for e in events))
+    assert app.running_image() == app.images["v1"]
+    taken, marker, freed = (
+        next(e for e in watcher.events if e.key == key and e.type == kind)
+        for key, kind in (
+            (k.slot(0), "PUT"),
+            (k.failed(app.unit, bad), "PUT"),
+            (k.slot(0), "DELETE"),
+        )
+    )
+    assert taken.revision < marker.revision < freed.revision
+    # The slot was given back by the run at its end (after the rollback's 6 s restart and its
+    # settle), not taken by its lease 17 s after the confirmation, 14 s into the update.
+    assert freed.seen - marker.seen > 5, (marker, freed)
+    assert ended - freed.seen < 2.5, (ended, freed)
