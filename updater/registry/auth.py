@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
 from updater.credentials import Credential, DockerConfig
@@ -15,6 +15,9 @@ from updater.registry.challenge import Challenge
 from updater.registry.hosts import loopback, same_site, split_host
 from updater.registry.tokens import AuthCache, Token, parse_token
 from updater.registry.transport import SMALL_BODY, Answer, Pool, translated
+
+if TYPE_CHECKING:
+    import ssl
 
 _REFRESH = 10  # seconds before expiry a token is renewed: it must outlive the request
 

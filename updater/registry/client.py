@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import ssl
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from updater.config import RegistrySettings
@@ -24,6 +23,10 @@ from updater.registry.hosts import loopback
 from updater.registry.proxy import Proxies
 from updater.registry.tokens import AuthCache
 from updater.registry.transport import SMALL_BODY, Answer, Pool, translated, verified_context
+from updater.wire import ProtocolError
+
+if TYPE_CHECKING:
+    import ssl
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -49,6 +52,7 @@ class _Host:
 
     scheme: str = ""
     context: ssl.SSLContext | None = None
+    plain_first: bool = False  # plain http tried first; an answer a TLS server gives: a probe
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -186,6 +190,22 @@ class Registries:
     def _api(self, ref: Reference, method: str, path: str, accept: str, cap: int) -> Answer:
         """One request for /v2/NAME/PATH in `ref`'s repository, with its authorization."""
         host = self._host(ref.api_host)
+        if not host.plain_first:
+            return self._authorized(ref, host, method, path, accept, cap)
+        try:
+            answer = self._authorized(ref, host, method, path, accept, cap)
+        except (ProtocolError, BrokenPipeError, ConnectionResetError):
+            if not self._speaks_tls_after_all(ref.api_host, host):
+                raise
+        else:
+            if answer.status != 400 or not self._speaks_tls_after_all(ref.api_host, host):
+                host.plain_first = False  # a plain HTTP server answered
+                return answer
+        return self._authorized(ref, host, method, path, accept, cap)
+
+    def _authorized(
+        self, ref: Reference, host: _Host, method: str, path: str, accept: str, cap: int
+    ) -> Answer:
         url = self._url(ref, path)
         sent = self._auth.before(ref, host.context)
         answer = self._send(method, url, host, sent, accept, cap)
@@ -215,15 +235,38 @@ class Registries:
         return host
 
     def _probe(self, name: str, host: _Host) -> None:
-        """https, verified by default; plain http only where allowed and the server wants it."""
+        """https, verified by default; plain http only where allowed and the server wants it.
+
+        A loopback registry (no `insecure`, no `ca_file`) is asked in plain http first, with no
+        TLS probe: its traffic never leaves the host, and a plain-HTTP registry there (a local
+        mirror) then costs no TLS at all in the minutely run. A TLS server answers such a request
+        with 400 (Go's, nginx) or drops it: then it is probed, and the request sent over https.
+        """
+        settings = self._settings(name)
+        if loopback(name) and not settings.insecure and not settings.ca_file:
+            host.scheme, host.plain_first = "http", True
+            return
+        self._probe_tls(name, host)
+
+    def _probe_tls(self, name: str, host: _Host) -> None:
         settings = self._settings(name)
         if settings.insecure:
-            context = ssl._create_unverified_context()  # the user chose `insecure = true`
+            import ssl  # here, not at the top: a plain-HTTP registry's run never loads it
+
+            host.context = ssl._create_unverified_context()  # the user chose `insecure = true`
         else:
-            context = verified_context(str(settings.ca_file) if settings.ca_file else None)
-        host.context = context
+            host.context = verified_context(str(settings.ca_file) if settings.ca_file else None)
         plain_allowed = settings.insecure or loopback(name)
         host.scheme = "http" if plain_allowed and not self._pool.speaks_tls(name) else "https"
+
+    def _speaks_tls_after_all(self, name: str, host: _Host) -> bool:
+        """After a plain request to a loopback registry got what a TLS server answers: whether it
+        speaks TLS (probed once, for every thread), so that the request is sent again over it."""
+        with host.lock:
+            if host.plain_first:
+                self._probe_tls(name, host)
+                host.plain_first = False
+        return host.scheme == "https"
 
     def _digest_of_body(self, ref: Reference) -> str:
         """No digest header: GET the manifest and hash its exact bytes, up to a size cap."""

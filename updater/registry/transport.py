@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import re
 import socket
-import ssl
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from updater import __version__
@@ -23,6 +24,9 @@ from updater.registry.hosts import split_host
 from updater.registry.proxy import Proxies, Proxy
 from updater.wire import Answer, Connection, ProtocolError, TooLarge
 from updater.wire import Pool as Connections
+
+if TYPE_CHECKING:
+    import ssl
 
 TIMEOUT = 10.0  # seconds for each connect and each read: a run must end well inside its unit's
 SMALL_BODY = 64 * 1024  # error and token answers
@@ -44,7 +48,11 @@ def verified_context(ca_file: str | None = None) -> ssl.SSLContext:
     into for the one CA a handshake needs, rather than from the bundle file, which it parses
     whole: ~17 ms of CPU in every minutely run. Where there is no such directory, or
     SSL_CERT_FILE names a bundle, the bundle is read as Python reads it by default.
+
+    ssl is imported here, not at the top (~4 ms): a run that speaks only plain HTTP never loads it.
     """
+    import ssl
+
     if ca_file:
         return ssl.create_default_context(cafile=ca_file)
     paths = ssl.get_default_verify_paths()
@@ -68,15 +76,8 @@ def translated(what: str, host: str, hint: str = "") -> Iterator[None]:
     `hint` follows a certificate that does not verify."""
     try:
         yield
-    except ssl.SSLCertVerificationError as err:
-        raise RegistryError(f"{what}: TLS failed: {err.verify_message}{hint}") from err
-    except ssl.SSLError as err:
-        raise RegistryError(f"{what}: TLS failed: {err.reason or err}") from err
-    except TimeoutError as err:
-        raise RegistryError(f"{what}: {host} did not answer in {TIMEOUT:g} s") from err
-    except OSError as err:
-        reason = err.strerror or repr(err)
-        raise RegistryError(f"{what}: cannot connect to {host}: {reason}") from err
+    except OSError as err:  # ssl's errors are OSErrors too
+        raise RegistryError(f"{what}: {_failure(err, host, hint)}") from err
     except ProtocolError as err:
         raise RegistryError(f"{what}: {host} answered garbage: {err}") from err
     except ProxyFailed as err:
@@ -85,6 +86,17 @@ def translated(what: str, host: str, hint: str = "") -> Iterator[None]:
         raise RegistryError(f"{what}: the answer is larger than {err} bytes") from err
     except ValueError as err:  # a host, realm or token that cannot go on the wire
         raise RegistryError(f"{what}: cannot make that request: {err}") from err
+
+
+def _failure(err: OSError, host: str, hint: str) -> str:
+    ssl = sys.modules.get("ssl")  # no TLS error where TLS was never loaded
+    if ssl is not None and isinstance(err, ssl.SSLCertVerificationError):
+        return f"TLS failed: {err.verify_message}{hint}"
+    if ssl is not None and isinstance(err, ssl.SSLError):
+        return f"TLS failed: {err.reason or err}"
+    if isinstance(err, TimeoutError):
+        return f"{host} did not answer in {TIMEOUT:g} s"
+    return f"cannot connect to {host}: {err.strerror or repr(err)}"
 
 
 class Pool:
@@ -131,6 +143,8 @@ class Pool:
 
         When https cannot reach it at all, plain http is worth trying only through a proxy of
         its own (as dockerd falls back); else https, and the real request says what is wrong."""
+        import ssl
+
         name, port = split_host(netloc)
         context = ssl._create_unverified_context()  # only asks whether TLS is spoken at all
         try:
