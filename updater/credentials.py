@@ -12,8 +12,6 @@ import binascii
 import json
 import logging
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +111,9 @@ class DockerConfig:
 
     def _from_helper(self, helper: str, server: str) -> Credential | None:
         """`docker-credential-HELPER get`, as the docker CLI runs it."""
+        import shutil  # with subprocess, only for the hosts a helper holds (~3 ms of imports)
+        import subprocess
+
         program = f"docker-credential-{helper}"
         exe = shutil.which(program)
         if exe is None:
