@@ -11,13 +11,14 @@ from updater import history
 from updater.check import Checked, Status, check_unit
 from updater.clients import connected
 from updater.config import MANUAL, Config, Unit
+from updater.deploy import deploy
 from updater.engine import Engine, Image
 from updater.errors import ConfigError, UpdaterError
 from updater.outcome import Outcome, Report
 from updater.plan import Deploy
 from updater.reference import is_sha256
 from updater.state import Entry, Failure, Hold, State, lock
-from updater.update import Host, deploy
+from updater.update import Host
 
 log = logging.getLogger("updater")
 
