@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 from pathlib import Path
 from types import FrameType
@@ -44,7 +44,7 @@ class ExitStatus(IntEnum):
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None) -> int:
     """Run one command; every error becomes a message and an exit status, never a traceback."""
     out = stdout or sys.stdout
-    parser = _parser()
+    parser = _parser(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
@@ -247,8 +247,10 @@ def _short(digest: object) -> str:
     return str(digest)[:19] if digest else "-"
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The command line. Of the commands, only the one `argv` names is built when it names one
+    plainly: `updater run` every minute pays for one of them, not for all (~2 ms of argparse)."""
+    common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     common.add_argument(
         "--config",
         type=Path,
@@ -268,59 +270,125 @@ def _parser() -> argparse.ArgumentParser:
         description="Keep containers run by systemd units on the digest their registry tag "
         "points to; restart through systemd, prove health, roll back.",
         parents=[common],
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"updater {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-
-    check = commands.add_parser("check", parents=[common], help="compare digests; touch nothing")
-    check.set_defaults(command=_check)
-    run = commands.add_parser("run", parents=[common], help="update units whose tag moved")
-    run.set_defaults(command=_run)
-    for sub in (check, run):
-        sub.add_argument("--unit", action="append", default=[], metavar="UNIT")
-        sub.add_argument("--json", action="store_true", help="print a JSON array")
-
-    add = commands.add_parser("add", parents=[common], help="write config.d/UNIT.toml")
-    add.add_argument("name", metavar="UNIT")
-    add.add_argument("--image", required=True, metavar="REF")
-    add.add_argument("--container", metavar="NAME")
-    add.set_defaults(command=_add)
-    remove = commands.add_parser("remove", parents=[common], help="delete config.d/UNIT.toml")
-    remove.add_argument("name", metavar="UNIT")
-    remove.set_defaults(command=_remove)
-
-    hold = commands.add_parser("hold", parents=[common], help="check UNIT but never touch it")
-    hold.add_argument("name", metavar="UNIT")
-    hold.add_argument("--reason", default="", metavar="TEXT")
-    hold.set_defaults(command=_hold)
-    release = commands.add_parser("release", parents=[common], help="undo `hold`")
-    release.add_argument("name", metavar="UNIT")
-    release.set_defaults(command=_release)
-    rollback = commands.add_parser(
-        "rollback", parents=[common], help="go back to the image kept before the last update"
-    )
-    rollback.add_argument("name", metavar="UNIT")
-    rollback.add_argument("--to", metavar="DIGEST", help="a digest the engine still has")
-    rollback.set_defaults(command=_rollback)
-    approve = commands.add_parser(
-        "approve", parents=[common], help="let the next run deploy a manual unit's new digest"
-    )
-    approve.add_argument("name", metavar="UNIT")
-    approve.add_argument("digest", nargs="?", metavar="DIGEST", help="default: the tag's now")
-    approve.set_defaults(command=_approve)
-    for sub in (hold, release, rollback, approve):
-        sub.add_argument("--json", action="store_true", help="print a JSON object")
-    past = commands.add_parser("history", parents=[common], help="what was deployed when")
-    past.add_argument("name", nargs="?", metavar="UNIT")
-    past.add_argument("--limit", type=int, default=20, metavar="N", help="last N lines (20)")
-    past.add_argument("--json", action="store_true", help="print a JSON array")
-    past.set_defaults(command=_history)
-    fleet = commands.add_parser(
-        "fleet", parents=[common], help="the fleet group: status, or pause and resume it"
-    )
-    fleet.add_argument("action", choices=["status", "pause", "resume"])
-    fleet.add_argument("--reason", default="", metavar="TEXT", help="why it is paused")
-    fleet.add_argument("--json", action="store_true", help="print a JSON object")
-    fleet.set_defaults(command=_fleet)
-
+    named = _named_command(argv)
+    for name, (summary, command, arguments) in _COMMANDS.items():
+        if named in (None, name):
+            sub = commands.add_parser(
+                name, parents=[common], help=summary, formatter_class=_Formatter
+            )
+            sub.set_defaults(command=command)
+            arguments(sub)
     return parser
+
+
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command `argv` names, when all before it are the options every command takes, spelt
+    out in full; else None (help, an abbreviation, a typo): then the parser is built whole."""
+    words = list(argv)
+    while words:
+        word = words.pop(0)
+        if word in ("--config", "--state-dir") and words:
+            words.pop(0)
+        elif not (word in ("-v", "--verbose") or word.startswith(("--config=", "--state-dir="))):
+            return word if word in _COMMANDS else None
+    return None
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's layout, as wide as the terminal, measured without shutil: argparse makes a
+    formatter for every argument it adds, and shutil's import (bz2, lzma, ...) would cost every
+    minutely run ~1.5 ms."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_columns() - 2)  # less 2, as argparse takes it
+
+
+def _columns() -> int:
+    """The terminal's width as shutil.get_terminal_size() finds it: $COLUMNS, stdout's, or 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):  # no stdout, or not a terminal
+        return 80
+
+
+def _selection(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--unit", action="append", default=[], metavar="UNIT")
+    sub.add_argument("--json", action="store_true", help="print a JSON array")
+
+
+def _add_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("name", metavar="UNIT")
+    sub.add_argument("--image", required=True, metavar="REF")
+    sub.add_argument("--container", metavar="NAME")
+
+
+def _unit(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("name", metavar="UNIT")
+
+
+def _hold_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("name", metavar="UNIT")
+    sub.add_argument("--reason", default="", metavar="TEXT")
+    _json_object(sub)
+
+
+def _release_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("name", metavar="UNIT")
+    _json_object(sub)
+
+
+def _rollback_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("name", metavar="UNIT")
+    sub.add_argument("--to", metavar="DIGEST", help="a digest the engine still has")
+    _json_object(sub)
+
+
+def _approve_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("name", metavar="UNIT")
+    sub.add_argument("digest", nargs="?", metavar="DIGEST", help="default: the tag's now")
+    _json_object(sub)
+
+
+def _history_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("name", nargs="?", metavar="UNIT")
+    sub.add_argument("--limit", type=int, default=20, metavar="N", help="last N lines (20)")
+    sub.add_argument("--json", action="store_true", help="print a JSON array")
+
+
+def _fleet_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("action", choices=["status", "pause", "resume"])
+    sub.add_argument("--reason", default="", metavar="TEXT", help="why it is paused")
+    _json_object(sub)
+
+
+def _json_object(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--json", action="store_true", help="print a JSON object")
+
+
+Command = Callable[[argparse.Namespace, TextIO], ExitStatus]
+Arguments = Callable[[argparse.ArgumentParser], None]
+# Each command: what `updater --help` says of it, what it runs, and its own arguments.
+_COMMANDS: dict[str, tuple[str, Command, Arguments]] = {
+    "check": ("compare digests; touch nothing", _check, _selection),
+    "run": ("update units whose tag moved", _run, _selection),
+    "add": ("write config.d/UNIT.toml", _add, _add_arguments),
+    "remove": ("delete config.d/UNIT.toml", _remove, _unit),
+    "hold": ("check UNIT but never touch it", _hold, _hold_arguments),
+    "release": ("undo `hold`", _release, _release_arguments),
+    "rollback": (
+        "go back to the image kept before the last update",
+        _rollback,
+        _rollback_arguments,
+    ),
+    "approve": ("let the next run deploy a manual unit's new digest", _approve, _approve_arguments),
+    "history": ("what was deployed when", _history, _history_arguments),
+    "fleet": ("the fleet group: status, or pause and resume it", _fleet, _fleet_arguments),
+}
