@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import sdnotify
 
-from updater import history, metrics, plan
+from updater import history, plan
 from updater.alerts import Event, alert
 from updater.check import Checked, Status, check_all
 from updater.clients import connected
@@ -49,6 +49,8 @@ def run(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Report]:
         events = _events(reports, changes, state, config.notify) + _announce(waiting, state)
         state.save()  # an idle run changed nothing: no write
         if config.metrics:
+            from updater import metrics  # only where a metrics file is configured
+
             duration = time.monotonic() - started
             counts = metrics.counted(config.metrics, reports)
             metrics.write(config.metrics, metrics.render(reports, counts, duration))

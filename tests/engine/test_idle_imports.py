@@ -33,6 +33,7 @@ NEVER_IDLE = (
     "updater.signature",
     "docker",  # the SDK: pulls only
     "urllib.request",
+    "updater.metrics",  # no metrics file configured
 )
 
 
