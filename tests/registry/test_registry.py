@@ -225,6 +225,35 @@ class FakeRegistry(ThreadingHTTPServer):
         return f"127.0.0.1:{self.server_address[1]}"
 
 
+def test_a_tls_loopback_registry_is_found_by_its_answer_to_plain_http(
+    registry_factory, docker_config, monkeypatch
+):
+    """Asked in plain HTTP first, a TLS registry on loopback answers 400; then it is probed
+    and asked over https. Go's 400 never reaches the registry's log."""
+    registry = registry_factory(tls=True)
+    digest = registry.push_image("a", "prod", seed="a")
+    monkeypatch.setenv("SSL_CERT_FILE", str(registry.ca_file))  # trusted as a system CA
+    registry.clear_log()
+    registries = client()
+    try:
+        assert registries.digest(parse(f"{registry.host}/a:prod")) == digest
+        assert registries.digest(parse(f"{registry.host}/a:prod")) == digest  # https from then on
+    finally:
+        registries.close()
+    assert_polite(registry, heads=2)
+
+
+def test_a_plain_loopback_registry_answering_400_is_asked_once():
+    """A plain-HTTP server's own 400 stands: the TLS probe finds no TLS, nothing is resent."""
+    server = FakeRegistry(400, {})
+    try:
+        with pytest.raises(RegistryError, match=r"registry answered 400"):
+            client().digest(parse(f"{server.host}/a:prod"))
+        assert server.seen == ["HEAD"]
+    finally:
+        server.shutdown()
+
+
 def test_429_reports_retry_after():
     server = FakeRegistry(429, {"Retry-After": "120"})
     try:
