@@ -1,6 +1,6 @@
 """Deploying one digest to one unit: pull, record, tag, restart and verify, then keep or roll
-back; and finishing what an earlier run began. Imported only by a run in which a unit moves: an
-idle run pays for neither systemctl's module nor the health proof.
+back; and finishing what an earlier run began. Imported only where a unit moves (a run's update,
+`updater rollback`): an idle run pays for neither systemctl's module nor the health proof.
 
 The steps are ordered so that a run interrupted anywhere leaves the old or the new image running
 and the next run converges: the update is recorded before the service is touched, and a record
