@@ -442,6 +442,6 @@ def test_a_logged_key_signature_needs_the_logs_key(bed, form):
 def test_an_unlogged_signature_is_rejected_when_the_policy_wants_a_log(bed, form):
     repo, digest = bed.sign("signed", "key", form)
     with pytest.raises(
-        SignatureError, match=": it has no transparency-log entry, and rekor_key requires one$"
+        SignatureError, match=": it has no transparency-log entry, and the policy requires one$"
     ):
         bed.verified(repo, digest, bed.policy("key", rekor_key=bed.files["rekor.pub"]))
