@@ -14,7 +14,6 @@ from typing import Any
 from asn1crypto import x509
 
 from updater.signature import (
-    CHAIN,
     CLAIM,
     MALFORMED,
     SIGNATURE,
@@ -26,6 +25,7 @@ from updater.signature import (
     check_policy,
     pem,
     sct,
+    timestamp,
     tlog,
     trust,
 )
@@ -36,10 +36,6 @@ SIMPLE_SIGNING_TYPE = "cosign container image signature"
 IN_TOTO = "application/vnd.in-toto+json"
 STATEMENTS = ("https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1")
 COSIGN_SIGN = "https://sigstore.dev/cosign/sign/v1"  # the predicate of `cosign sign`'s bundles
-NO_TIME = (
-    "its log entry (Rekor v2) records no time, and RFC 3161 timestamps are not verified "
-    "here: its certificate cannot be checked at the time it signed"
-)
 
 
 @dataclass(frozen=True)
@@ -53,6 +49,8 @@ class Policy:
     logs: tuple[trust.Log, ...] = ()  # when any: a log entry is required
     ctlogs: tuple[trust.Log, ...] = ()  # when any: a keyless certificate needs an SCT
     windows: tuple[tuple[float | None, float | None], ...] = ()  # the trusted root's, per CA
+    # RFC 3161 timestamp authorities: each one's chain (leaf first) and window
+    stampers: tuple[tuple[list[x509.Certificate], float | None, float | None], ...] = ()
 
     @classmethod
     def load(cls, verify: Verify) -> Policy:
@@ -80,6 +78,16 @@ class Policy:
             for der in authority.certificates:
                 cas.append(_certificate(der, where))
                 windows.append((authority.start, authority.end))
+        stampers = tuple(
+            (
+                [_certificate(der, f"trusted_root {path}: timestampAuthorities[{number}]")]
+                + [_certificate(der, f"trusted_root {path}") for der in tsa.certificates[1:]],
+                tsa.start,
+                tsa.end,
+            )
+            for number, tsa in enumerate(root.timestamping)
+            for der in tsa.certificates[:1]
+        )
         return cls(
             verify=verify,
             key=pem.public_key(verify.key, "key") if verify.key else None,
@@ -87,6 +95,7 @@ class Policy:
             logs=root.tlogs,
             ctlogs=root.ctlogs,
             windows=tuple(windows),
+            stampers=stampers,
         )
 
     def cas_at(self, at: float) -> list[x509.Certificate]:
@@ -117,12 +126,13 @@ def check(candidate: Candidate, digest: str, policy: Policy, at: float) -> str:
             when = dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             logged = f", in the transparency log since {when} (entry {found.entry.log_index})"
         elif leaf is not None:
-            raise Rejected(CHAIN, NO_TIME)
+            at = timestamp.stamped(candidate.timestamps, candidate.signature, list(policy.stampers))
+            clock = "when a timestamp authority stamped the signature (Rekor v2 records no time)"
     if leaf is None:
         return f"by key {policy.verify.key}{logged}"
     cas = policy.cas_at(at)
     certificates.check_chain(leaf, cas, at, clock)
-    if policy.ctlogs:
+    if policy.verify.trusted_root is not None:
         issuers = [ca for ca in cas if ca.subject == leaf.issuer]
         logged += f", certificate logged by {sct.check(leaf, issuers, policy.ctlogs)}"
     verify = policy.verify

@@ -182,7 +182,8 @@ def _bundle(bundle: dict[str, Any], where: str) -> list[Candidate]:
         "entries": tuple(
             read_bundle_entry(e, version > "0.1") for e in material.get("tlogEntries") or []
         ),
-        "timestamps": tuple(_b64(stamp["signedTimestamp"]) for stamp in stamps),
+        # line breaks as `base64` writes them, which protobuf's JSON (in Go) reads past
+        "timestamps": tuple(_b64("".join(str(s["signedTimestamp"]).split())) for s in stamps),
     }
     if "dsseEnvelope" in bundle:
         envelope = bundle["dsseEnvelope"]

@@ -121,8 +121,8 @@ def records(entry: Entry, candidate: Candidate, signer: bytes) -> None:
             matches = _hashedrekord_v2(spec["hashedRekordV002"], candidate, signer)
         elif kind == "dsse" and "dsseV002" in spec:
             matches = _dsse_v2(spec["dsseV002"], candidate, signer)
-        elif kind == "hashedrekord":
-            matches = _hashedrekord(spec, candidate, signer)
+        elif kind == "hashedrekord" or (kind == "rekord" and spec["signature"]["format"] == "x509"):
+            matches = _hashedrekord(spec, candidate, signer)  # cosign before 1.5 logged rekord
         elif kind == "dsse":
             matches = _dsse(spec, candidate, signer)
         else:

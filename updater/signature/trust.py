@@ -48,6 +48,7 @@ class TrustedRoot:
     tlogs: tuple[Log, ...]
     ctlogs: tuple[Log, ...]
     authorities: tuple[Authority, ...]
+    timestamping: tuple[Authority, ...] = ()  # RFC 3161 timestamp authorities
 
 
 def load(path: Path, field: str = "trusted_root") -> TrustedRoot:
@@ -63,12 +64,19 @@ def load(path: Path, field: str = "trusted_root") -> TrustedRoot:
         root = json.loads(data)
         if not str(root.get("mediaType", "")).startswith(MEDIA_TYPE):
             raise ValueError(f"its mediaType is not {MEDIA_TYPE}+json;version=...")
+        tlogs = _logs(root["tlogs"], "tlogs")
+        if not tlogs:
+            raise ValueError("no transparency log (tlogs) with a key this verifier can use")
         return TrustedRoot(
-            tlogs=_logs(root["tlogs"], "tlogs"),
+            tlogs=tlogs,
             ctlogs=_logs(root.get("ctlogs") or [], "ctlogs"),
             authorities=tuple(
                 _authority(item, f"certificateAuthorities[{n}]")
                 for n, item in enumerate(root["certificateAuthorities"])
+            ),
+            timestamping=tuple(
+                _authority(item, f"timestampAuthorities[{n}]")
+                for n, item in enumerate(root.get("timestampAuthorities") or [])
             ),
         )
     except (KeyError, IndexError, TypeError, AttributeError) as err:
