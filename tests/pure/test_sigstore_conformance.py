@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed.signing import audit_path, merkle_root
 from updater.signature import (
     CHAIN,
     CLAIM,
@@ -411,32 +412,12 @@ def test_rekor_key_proves_a_rekor_v2_entry_with_the_logs_ed25519_key(tmp_path):
 # --------------------------------------------------------------------------- Merkle proofs
 
 
-def _tree_root(leaves: list[bytes]) -> bytes:
-    """RFC 6962's Merkle tree hash, by its recursive definition."""
-    if len(leaves) == 1:
-        return leaves[0]
-    split = 1 << ((len(leaves) - 1).bit_length() - 1)
-    return hashlib.sha256(
-        b"\x01" + _tree_root(leaves[:split]) + _tree_root(leaves[split:])
-    ).digest()
-
-
-def _path(index: int, leaves: list[bytes]) -> list[bytes]:
-    """RFC 6962's audit path, by its recursive definition."""
-    if len(leaves) == 1:
-        return []
-    split = 1 << ((len(leaves) - 1).bit_length() - 1)
-    if index < split:
-        return _path(index, leaves[:split]) + [_tree_root(leaves[split:])]
-    return _path(index - split, leaves[split:]) + [_tree_root(leaves[:split])]
-
-
 def test_inclusion_proofs_lead_to_the_tree_root_and_nowhere_else():
     for size in range(1, 20):
         leaves = [leaf_hash(b"entry %d" % n) for n in range(size)]
-        root = _tree_root(leaves)
+        root = merkle_root(leaves)
         for index in range(size):
-            path = tuple(_path(index, leaves))
+            path = tuple(audit_path(index, leaves))
             assert root_from(index, size, leaves[index], path) == root
             assert root_from(index, size, leaf_hash(b"another"), path) != root
             if path:
