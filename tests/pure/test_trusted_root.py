@@ -3,15 +3,19 @@ configuration is, in place of ca_file and rekor_key, and every way it can be wro
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from updater.config import load
 from updater.errors import ConfigError
-from updater.signature import Verify
+from updater.signature import LOG, Rejected, Verify, certificates, proofs, sct
 from updater.signature.check import Policy
+from updater.signature.found import read_bundle
 
 DATA = Path(__file__).parents[1] / "data" / "sigstore"
 PROD = DATA / "sigstore-python" / "prod_trusted_root.json"
@@ -45,7 +49,7 @@ def test_a_trusted_root_gives_the_cas_the_logs_and_the_ct_logs(tmp_path):
     assert len(policy.cas_at(1_660_000_000)) == 3  # 2022-08-08: both
 
 
-def edited(tmp_path: Path, change) -> Path:  # type: ignore[no-untyped-def]
+def edited(tmp_path: Path, change: Callable[[dict[str, Any]], object]) -> Path:
     root = json.loads(PROD.read_text())
     change(root)
     path = tmp_path / "trusted_root.json"
@@ -100,3 +104,48 @@ def test_an_incomplete_or_contradictory_policy_is_refused(tmp_path, verify, mess
     with pytest.raises(ConfigError, match="verify") as raised:
         load(configure(tmp_path, verify))
     assert message in str(raised.value)
+
+
+# ------------------------------------------------ the SCT and the checkpoint of a real bundle
+
+KUBEWARDEN = DATA / "sigstore-rs" / "kubewarden-controller-v1.34.0.bundle_v03.json"
+
+
+@pytest.fixture(scope="module")
+def real():
+    """cosign 3's bundle of a real image, and the public instance's trusted root."""
+    [candidate] = read_bundle(KUBEWARDEN.read_bytes(), "the bundle")
+    verify = Verify(identity=IDENTITY, issuer=ISSUER, trusted_root=PROD)
+    return candidate, Policy.load(verify)
+
+
+def test_the_sct_is_checked_against_the_ct_logs_key_window_and_issuer(real):
+    candidate, policy = real
+    leaf = certificates.load(candidate.certificate)
+    issuers = [ca for ca in policy.cas if ca.subject == leaf.issuer]
+    assert sct.check(leaf, issuers, policy.ctlogs) == "the log https://ctfe.sigstore.dev/2022"
+    expired = tuple(dataclasses.replace(log, end=log.start) for log in policy.ctlogs)
+    wrong_key = tuple(dataclasses.replace(log, key=policy.logs[0].key) for log in policy.ctlogs)
+    others = [ca for ca in policy.cas if ca.subject != leaf.issuer]
+    for logs, cas in ((expired, issuers), (wrong_key, issuers), (policy.ctlogs, others)):
+        with pytest.raises(Rejected, match="^its certificate's SCTs .* are no trusted CT log's"):
+            sct.check(leaf, cas, logs)
+
+
+def test_a_checkpoint_is_the_logs_only_with_its_key_hint_and_signature(real):
+    candidate, policy = real
+    [entry] = candidate.entries
+    assert entry.proof is not None
+    log, log_id = policy.logs[0], bytes.fromhex(entry.log_id)
+    checkpoint = proofs.parse(entry.proof.checkpoint)
+    proofs.signed(checkpoint, log, log_id)
+    [(name, hint, signature)] = checkpoint.signatures
+    forged = [
+        (dataclasses.replace(checkpoint, signatures=((name, b"abcd", signature),)), "key hint"),
+        (dataclasses.replace(checkpoint, text=checkpoint.text.replace(b"\n", b"\n ", 1)), "not"),
+        (dataclasses.replace(checkpoint, signatures=()), "key hint"),
+    ]
+    for case, message in forged:
+        with pytest.raises(Rejected, match=message) as refused:
+            proofs.signed(case, log, log_id)
+        assert refused.value.stage == LOG

@@ -117,17 +117,7 @@ def check(candidate: Candidate, digest: str, policy: Policy, at: float) -> str:
     assert signer is not None  # a policy has a key or a CA
     _signature(candidate, signer, leaf, policy)
     _claims(candidate, digest)
-    clock, logged = "now: without rekor_key a certificate must be valid now", ""
-    if policy.logs:
-        found = tlog.logged(candidate, leaf.dump() if leaf else signer, policy.logs)
-        logged = f", in the transparency log (entry {found.entry.log_index})"
-        if found.time is not None:
-            at, clock = found.time, "when the transparency log recorded the signature"
-            when = dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            logged = f", in the transparency log since {when} (entry {found.entry.log_index})"
-        elif leaf is not None:
-            at = timestamp.stamped(candidate.timestamps, candidate.signature, list(policy.stampers))
-            clock = "when a timestamp authority stamped the signature (Rekor v2 records no time)"
+    at, clock, logged = _logged(candidate, leaf, signer, policy, at)
     if leaf is None:
         return f"by key {policy.verify.key}{logged}"
     cas = policy.cas_at(at)
@@ -139,6 +129,29 @@ def check(candidate: Candidate, digest: str, policy: Policy, at: float) -> str:
     identity = certificates.check_identity(leaf, verify.identity, verify.identity_regexp)
     issuer = certificates.check_issuer(leaf, verify.issuer, verify.issuer_regexp)
     return f"by {identity} from {issuer}{logged}"
+
+
+def _logged(
+    candidate: Candidate, leaf: x509.Certificate | None, signer: bytes, policy: Policy, at: float
+) -> tuple[float, str, str]:
+    """The time a certificate counts at, why then, and the account of the log entry: now
+    without a log; the time the log recorded it, or (Rekor v2) a timestamp authority's."""
+    if not policy.logs:
+        return at, "now: without rekor_key a certificate must be valid now", ""
+    found = tlog.logged(candidate, leaf.dump() if leaf else signer, policy.logs)
+    entry = f"(entry {found.entry.log_index})"
+    if found.time is not None:
+        clock = "when the transparency log recorded the signature"
+        return found.time, clock, f", in the transparency log since {_utc(found.time)} {entry}"
+    if leaf is None:
+        return at, "", f", in the transparency log {entry}"  # a key's signature needs no time
+    stamped = timestamp.stamped(candidate.timestamps, candidate.signature, list(policy.stampers))
+    clock = "when a timestamp authority stamped the signature (Rekor v2 records no time)"
+    return stamped, clock, f", in the transparency log {entry}, stamped {_utc(stamped)}"
+
+
+def _utc(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _certificate(der: bytes, where: str) -> x509.Certificate:

@@ -69,7 +69,7 @@ class Candidate:
     key_hint: bytes | None = None  # a bundle's SHA-256 of the key, when it says
     entries: tuple[Entry, ...] = ()
     payload_type: str = ""
-    timestamps: tuple[bytes, ...] = ()  # a bundle's RFC 3161 timestamps (DER), not verified
+    timestamps: tuple[bytes, ...] = ()  # a bundle's RFC 3161 timestamps (DER responses)
 
 
 def signature_tag(digest: str) -> str:
