@@ -34,8 +34,10 @@ from updater.signature import (
     UNREADABLE,
     Rejected,
     Verify,
+    certificates,
+    sct,
 )
-from updater.signature.check import Policy, check
+from updater.signature.check import Policy, _logged, check
 from updater.signature.found import Candidate, read_annotation_entry, read_bundle
 from updater.signature.pem import blocks
 from updater.signature.proofs import leaf_hash, root_from
@@ -181,6 +183,42 @@ def test_every_positive_case_verifies_or_is_refused_as_documented(name):
     else:
         assert isinstance(found, str), f"{found.stage}: {found.reason}"
         assert found.startswith(("by https://", "by key ")), found
+
+
+# The DSSE cases are attestations, refused at their claim before their log entry is looked at.
+# Past the claim, the gate's log and certificate checks (the same functions `check` calls)
+# judge their entries as the cases mean: DSSE entries of Rekor v1 and v2 prove a statement,
+# a mismatched envelope or signature is refused. Rekor's `intoto` entries, which `cosign
+# attest` makes, are not read: they log attestations only.
+BEYOND_THE_CLAIM = {
+    "happy-path-intoto-in-dsse-v3": "^, in the transparency log since 2024-12-16T18:42:56Z",
+    "rekor2-dsse-happy-path": "^, in the transparency log .*, stamped 2026-05-13T19:23:33Z$",
+    "dsse-mismatch-envelope_fail": "^its transparency-log entry records another dsse signature",
+    "dsse-mismatch-sig_fail": "^its transparency-log entry records another dsse signature",
+    "rekor2-dsse-mismatch-envelope_fail": "^its transparency-log entry records another hashed",
+    "rekor2-dsse-mismatch-sig_fail": "^its transparency-log entry records another hashedrekor",
+    "intoto-missing-inclusion-proof_fail": "^its transparency-log entry has no inclusion proof",
+    "intoto-log-entry-mismatch_fail": "^its transparency-log entry is a 'intoto', not checked",
+    "intoto-with-custom-trust-root": "^its transparency-log entry is a 'intoto', not checked",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BEYOND_THE_CLAIM))
+def test_dsse_entries_past_the_claim(name):
+    case = CASES / name
+    root = case / "trusted_root.json" if (case / "trusted_root.json").exists() else PROD
+    policy = Policy.load(Verify(identity=BEACON, issuer=ACTIONS, trusted_root=root))
+    [candidate] = read_bundle((case / "bundle.sigstore.json").read_bytes(), "the bundle")
+    assert candidate.certificate is not None
+    leaf = certificates.load(candidate.certificate)
+    try:
+        at, clock, account = _logged(candidate, leaf, leaf.public_key.dump(), policy, LATER)
+        cas = policy.cas_at(at)
+        certificates.check_chain(leaf, cas, at, clock)
+        sct.check(leaf, [ca for ca in cas if ca.subject == leaf.issuer], policy.ctlogs)
+    except Rejected as refused:
+        account = refused.reason
+    assert re.search(BEYOND_THE_CLAIM[name], account), account
 
 
 # ------------------------------------------------------------ sigstore-python and sigstore-go
