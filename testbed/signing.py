@@ -170,9 +170,9 @@ class TestCA:
 
 class Rekor:
     """A transparency log with Rekor v1's upload API (`POST /api/v1/log/entries`), threaded on
-    127.0.0.1. It records hashedrekord and dsse entries as Rekor canonicalises them and signs
-    each one's promise (the SignedEntryTimestamp) with its P-256 key. Its inclusion proofs are
-    placeholders, one-leaf trees: cosign stores them, the updater checks only the promise."""
+    127.0.0.1. It records hashedrekord and dsse entries as Rekor canonicalises them, signs
+    each one's promise (the SignedEntryTimestamp) with its P-256 key, and answers the entry's
+    inclusion proof in the tree of all its entries (RFC 6962) with a checkpoint it signed."""
 
     def __init__(self, key: ec.EllipticCurvePrivateKey | None = None) -> None:
         self.key = key or ec.generate_private_key(ec.SECP256R1())
@@ -181,6 +181,8 @@ class Rekor:
         )
         self.log_id = hashlib.sha256(der).hexdigest()
         self.entries: list[dict[str, Any]] = []
+        self.leaves: list[bytes] = []  # the Merkle tree's leaf hashes
+        self.note_key = self.key  # what signs its checkpoints: another key forges them
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -209,23 +211,31 @@ class Rekor:
                 "logIndex": index,
             }
             signed = self.key.sign(_canonical(promise), ec.ECDSA(hashes.SHA256()))
-            leaf = hashlib.sha256(b"\x00" + base64.b64decode(body)).digest()
-            root = base64.b64encode(leaf).decode()
+            self.leaves.append(hashlib.sha256(b"\x00" + base64.b64decode(body)).digest())
+            root = merkle_root(self.leaves)
             entry = {
                 **promise,
                 "verification": {
                     "signedEntryTimestamp": base64.b64encode(signed).decode(),
-                    "inclusionProof": {
-                        "checkpoint": f"testbed - 1\n1\n{root}\n\n\u2014 testbed AAAA\n",
-                        "hashes": [],
+                    "inclusionProof": {  # hex, as Rekor v1's API answers it
+                        "checkpoint": self.checkpoint(len(self.leaves), root),
+                        "hashes": [h.hex() for h in audit_path(index, self.leaves)],
                         "logIndex": index,
-                        "rootHash": leaf.hex(),
-                        "treeSize": 1,
+                        "rootHash": root.hex(),
+                        "treeSize": len(self.leaves),
                     },
                 },
             }
             self.entries.append(entry)
         return entry
+
+    def checkpoint(self, size: int, root: bytes) -> str:
+        """The log's signed note for a tree: origin, size, root hash, its signature line with
+        the key hint (the first 4 bytes of the log ID)."""
+        text = f"testbed - 1\n{size}\n{base64.b64encode(root).decode()}\n"
+        signature = self.note_key.sign(text.encode(), ec.ECDSA(hashes.SHA256()))
+        line = base64.b64encode(bytes.fromhex(self.log_id)[:4] + signature).decode()
+        return f"{text}\n\u2014 testbed {line}\n"
 
     def start(self) -> None:
         owner = self
@@ -257,6 +267,26 @@ class Rekor:
         if server is not None:
             server.shutdown()
             server.server_close()
+
+
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """RFC 6962's Merkle tree hash of leaf hashes, by its recursive definition."""
+    if len(leaves) == 1:
+        return leaves[0]
+    split = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return hashlib.sha256(
+        b"\x01" + merkle_root(leaves[:split]) + merkle_root(leaves[split:])
+    ).digest()
+
+
+def audit_path(index: int, leaves: list[bytes]) -> list[bytes]:
+    """RFC 6962's audit path of leaf `index`, by its recursive definition."""
+    if len(leaves) == 1:
+        return []
+    split = 1 << ((len(leaves) - 1).bit_length() - 1)
+    if index < split:
+        return audit_path(index, leaves[:split]) + [merkle_root(leaves[split:])]
+    return audit_path(index - split, leaves[split:]) + [merkle_root(leaves[:split])]
 
 
 def canonicalized(proposed: dict[str, Any]) -> dict[str, Any]:

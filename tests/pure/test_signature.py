@@ -665,7 +665,7 @@ def test_a_log_entry_that_is_not_the_logs_or_not_this_signatures_is_rejected(pki
     body_field = "canonicalizedBody" if bundle else "body"
     resigned = envelope(pki.signer, statement()) if bundle else legacy(pki.signer, simple_signing())
     cases = [
-        (candidate, "^it has no transparency-log entry, and rekor_key requires one"),
+        (candidate, "^it has no transparency-log entry, and the policy requires one"),
         (
             logged(pki, candidate, signer, other_log),
             "^its transparency-log entry is from another log",

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from testbed import needs
 from testbed.registry import OCI_INDEX, OCI_MANIFEST, TESTBED_UA, Registry
@@ -442,6 +443,32 @@ def test_a_logged_key_signature_needs_the_logs_key(bed, form):
 def test_an_unlogged_signature_is_rejected_when_the_policy_wants_a_log(bed, form):
     repo, digest = bed.sign("signed", "key", form)
     with pytest.raises(
-        SignatureError, match=": it has no transparency-log entry, and rekor_key requires one$"
+        SignatureError, match=": it has no transparency-log entry, and the policy requires one$"
     ):
         bed.verified(repo, digest, bed.policy("key", rekor_key=bed.files["rekor.pub"]))
+
+
+def test_a_bundle_whose_checkpoint_the_log_did_not_sign_is_rejected(bed, tmp_path):
+    """The entry's promise is the log's, its inclusion proof leads to the checkpoint's root,
+    but the checkpoint is signed by another key: the bundle is refused, the legacy `.sig`
+    annotation (which carries no proof) still verifies by its promise."""
+    forger = Rekor()
+    forger.note_key = ec.generate_private_key(ec.SECP256R1())
+    forger.start()
+    try:
+        rekor_key = forger.write_key(tmp_path / "forger.pub")
+        for form in FORMATS:
+            repo, digest = bed.push(f"forged-checkpoint-{form}")
+            image = f"{bed.registry.host}/{repo}@{digest}"
+            bed.cosign.sign(image, bed.files["signer.key"], bundle=form == "bundle", rekor=forger)
+            policy = bed.policy("key", rekor_key=rekor_key)
+            if form == "legacy":
+                assert ", in the transparency log since " in bed.verified(repo, digest, policy)
+                continue
+            with pytest.raises(
+                SignatureError,
+                match=f": its checkpoint's signature is not rekor_key {rekor_key}'s$",
+            ):
+                bed.verified(repo, digest, policy)
+    finally:
+        forger.stop()

@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from asn1crypto import x509
@@ -23,7 +24,10 @@ from updater.signature import (
     certificates,
     check_policy,
     pem,
+    sct,
+    timestamp,
     tlog,
+    trust,
 )
 from updater.signature.crypto import verifies
 from updater.signature.found import Candidate
@@ -36,32 +40,73 @@ COSIGN_SIGN = "https://sigstore.dev/cosign/sign/v1"  # the predicate of `cosign 
 
 @dataclass(frozen=True)
 class Policy:
-    """A Verify with its files read: the key, the CA certificates, the log's key."""
+    """A Verify with its files read: the key, the CA certificates (each with the window it is
+    trusted in), the transparency logs and the CT logs."""
 
     verify: Verify
     key: bytes | None  # DER SubjectPublicKeyInfo
     cas: list[x509.Certificate]
-    rekor_key: bytes | None
+    logs: tuple[trust.Log, ...] = ()  # when any: a log entry is required
+    ctlogs: tuple[trust.Log, ...] = ()  # when any: a keyless certificate needs an SCT
+    windows: tuple[tuple[float | None, float | None], ...] = ()  # the trusted root's, per CA
+    # RFC 3161 timestamp authorities: each one's chain (leaf first) and window
+    stampers: tuple[tuple[list[x509.Certificate], float | None, float | None], ...] = ()
 
     @classmethod
     def load(cls, verify: Verify) -> Policy:
         """Read the policy's files; ValueError saying which does not parse."""
         check_policy(verify)
+        if verify.trusted_root is not None:
+            return cls._trusted_root(verify, verify.trusted_root)
         cas = []
         if verify.ca_file is not None:
             for number, der in enumerate(pem.certificates(verify.ca_file, "ca_file"), 1):
-                try:
-                    cas.append(certificates.load(der))
-                except ValueError as err:
-                    raise ValueError(
-                        f"ca_file {verify.ca_file}: certificate {number}: {err}"
-                    ) from err
+                cas.append(_certificate(der, f"ca_file {verify.ca_file}: certificate {number}"))
         return cls(
             verify=verify,
             key=pem.public_key(verify.key, "key") if verify.key else None,
             cas=cas,
-            rekor_key=pem.public_key(verify.rekor_key, "rekor_key") if verify.rekor_key else None,
+            logs=trust.rekor_keys(verify.rekor_key) if verify.rekor_key else (),
         )
+
+    @classmethod
+    def _trusted_root(cls, verify: Verify, path: Path) -> Policy:
+        root = trust.load(path)
+        cas, windows = [], []
+        for number, authority in enumerate(root.authorities):
+            where = f"trusted_root {path}: certificateAuthorities[{number}]"
+            for der in authority.certificates:
+                cas.append(_certificate(der, where))
+                windows.append((authority.start, authority.end))
+        stampers = tuple(
+            (
+                [_certificate(der, f"trusted_root {path}: timestampAuthorities[{number}]")]
+                + [_certificate(der, f"trusted_root {path}") for der in tsa.certificates[1:]],
+                tsa.start,
+                tsa.end,
+            )
+            for number, tsa in enumerate(root.timestamping)
+            for der in tsa.certificates[:1]
+        )
+        return cls(
+            verify=verify,
+            key=pem.public_key(verify.key, "key") if verify.key else None,
+            cas=cas,
+            logs=root.tlogs,
+            ctlogs=root.ctlogs,
+            windows=tuple(windows),
+            stampers=stampers,
+        )
+
+    def cas_at(self, at: float) -> list[x509.Certificate]:
+        """The CA certificates trusted at `at` (all of ca_file's)."""
+        if not self.windows:
+            return self.cas
+        return [
+            ca
+            for ca, (start, end) in zip(self.cas, self.windows, strict=True)
+            if (start is None or start <= at) and (end is None or at <= end)
+        ]
 
 
 def check(candidate: Candidate, digest: str, policy: Policy, at: float) -> str:
@@ -72,19 +117,48 @@ def check(candidate: Candidate, digest: str, policy: Policy, at: float) -> str:
     assert signer is not None  # a policy has a key or a CA
     _signature(candidate, signer, leaf, policy)
     _claims(candidate, digest)
-    clock, logged = "now: without rekor_key a certificate must be valid now", ""
-    if policy.rekor_key is not None:
-        entry = tlog.logged(candidate, leaf.dump() if leaf else signer, policy.rekor_key)
-        at, clock = entry.integrated_time, "when the transparency log recorded the signature"
-        when = dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        logged = f", in the transparency log since {when} (entry {entry.log_index})"
+    at, clock, logged = _logged(candidate, leaf, signer, policy, at)
     if leaf is None:
         return f"by key {policy.verify.key}{logged}"
-    certificates.check_chain(leaf, policy.cas, at, clock)
+    cas = policy.cas_at(at)
+    certificates.check_chain(leaf, cas, at, clock)
+    if policy.verify.trusted_root is not None:
+        issuers = [ca for ca in cas if ca.subject == leaf.issuer]
+        logged += f", certificate logged by {sct.check(leaf, issuers, policy.ctlogs)}"
     verify = policy.verify
     identity = certificates.check_identity(leaf, verify.identity, verify.identity_regexp)
     issuer = certificates.check_issuer(leaf, verify.issuer, verify.issuer_regexp)
     return f"by {identity} from {issuer}{logged}"
+
+
+def _logged(
+    candidate: Candidate, leaf: x509.Certificate | None, signer: bytes, policy: Policy, at: float
+) -> tuple[float, str, str]:
+    """The time a certificate counts at, why then, and the account of the log entry: now
+    without a log; the time the log recorded it, or (Rekor v2) a timestamp authority's."""
+    if not policy.logs:
+        return at, "now: without rekor_key a certificate must be valid now", ""
+    found = tlog.logged(candidate, leaf.dump() if leaf else signer, policy.logs)
+    entry = f"(entry {found.entry.log_index})"
+    if found.time is not None:
+        clock = "when the transparency log recorded the signature"
+        return found.time, clock, f", in the transparency log since {_utc(found.time)} {entry}"
+    if leaf is None:
+        return at, "", f", in the transparency log {entry}"  # a key's signature needs no time
+    stamped = timestamp.stamped(candidate.timestamps, candidate.signature, list(policy.stampers))
+    clock = "when a timestamp authority stamped the signature (Rekor v2 records no time)"
+    return stamped, clock, f", in the transparency log {entry}, stamped {_utc(stamped)}"
+
+
+def _utc(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _certificate(der: bytes, where: str) -> x509.Certificate:
+    try:
+        return certificates.load(der)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from err
 
 
 def _leaf(candidate: Candidate, policy: Policy) -> x509.Certificate | None:

@@ -25,17 +25,34 @@ CERTIFICATE = "dev.sigstore.cosign/certificate"
 LOG_BUNDLE = "dev.sigstore.cosign/bundle"
 PAYLOAD_CAP = 64 * 1024  # cosign's payloads are a few hundred bytes
 BUNDLE_CAP = 256 * 1024  # a bundle with a certificate chain and inclusion proofs: ~10 KiB
+BUNDLE_VERSIONS = {
+    f"{BUNDLE}+json;version={version}": version for version in ("0.1", "0.2", "0.3")
+} | {f"{BUNDLE}.v0.3+json": "0.3"}
+
+
+@dataclass(frozen=True)
+class Proof:
+    """An inclusion proof as a bundle carries it, with the checkpoint it leads to."""
+
+    log_index: int
+    tree_size: int
+    root_hash: bytes
+    hashes: tuple[bytes, ...]
+    checkpoint: str  # the signed note, as the log wrote it; "" in bundles of v0.1
 
 
 @dataclass(frozen=True)
 class Entry:
-    """A transparency-log entry as a signature carries it, with the log's signed promise."""
+    """A transparency-log entry as a signature carries it, with the log's signed promise
+    and/or its inclusion proof."""
 
     body: str  # base64 of the entry Rekor recorded (canonical JSON)
-    integrated_time: int
+    integrated_time: int  # 0 for Rekor v2, which records none
     log_index: int
-    log_id: str  # hex: the SHA-256 of the log's public key
+    log_id: str  # hex: the log's ID (Rekor v1: the SHA-256 of its public key)
     promise: bytes  # the SignedEntryTimestamp; empty when the entry has none
+    proof: Proof | None = None
+    needs_proof: bool = False  # a bundle of v0.2 or later must carry its inclusion proof
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,7 @@ class Candidate:
     key_hint: bytes | None = None  # a bundle's SHA-256 of the key, when it says
     entries: tuple[Entry, ...] = ()
     payload_type: str = ""
+    timestamps: tuple[bytes, ...] = ()  # a bundle's RFC 3161 timestamps (DER responses)
 
 
 def signature_tag(digest: str) -> str:
@@ -148,7 +166,11 @@ def _referrer(
 
 def _bundle(bundle: dict[str, Any], where: str) -> list[Candidate]:
     """The signatures of a Sigstore bundle (v0.1 to v0.3): a DSSE envelope's, or a message's."""
+    version = BUNDLE_VERSIONS.get(str(bundle["mediaType"]))
+    if version is None:
+        raise ValueError(f"a bundle of media type {bundle['mediaType']!r}, not v0.1 to v0.3")
     material = bundle["verificationMaterial"]
+    stamps = (material.get("timestampVerificationData") or {}).get("rfc3161Timestamps") or []
     chain = (material.get("x509CertificateChain") or {}).get("certificates") or [{}]
     raw = (material.get("certificate") or chain[0]).get("rawBytes")
     hint = (material.get("publicKey") or {}).get("hint")
@@ -157,7 +179,11 @@ def _bundle(bundle: dict[str, Any], where: str) -> list[Candidate]:
         "form": "Sigstore bundle",
         "certificate": _b64(raw) if raw else None,
         "key_hint": _b64(hint) if hint else None,
-        "entries": tuple(read_bundle_entry(e) for e in material.get("tlogEntries") or []),
+        "entries": tuple(
+            read_bundle_entry(e, version > "0.1") for e in material.get("tlogEntries") or []
+        ),
+        # line breaks as `base64` writes them, which protobuf's JSON (in Go) reads past
+        "timestamps": tuple(_b64("".join(str(s["signedTimestamp"]).split())) for s in stamps),
     }
     if "dsseEnvelope" in bundle:
         envelope = bundle["dsseEnvelope"]
@@ -187,6 +213,11 @@ def _bundle(bundle: dict[str, Any], where: str) -> list[Candidate]:
     ]
 
 
+def read_bundle(data: bytes, where: str) -> list[Candidate]:
+    """The signatures of a Sigstore bundle's JSON (a referrer's layer, or a file)."""
+    return _bundle(_object(data), where)
+
+
 def read_annotation_entry(bundle: dict[str, Any]) -> Entry:
     """cosign's `dev.sigstore.cosign/bundle` annotation: {SignedEntryTimestamp, Payload}."""
     payload = bundle["Payload"]
@@ -199,15 +230,28 @@ def read_annotation_entry(bundle: dict[str, Any]) -> Entry:
     )
 
 
-def read_bundle_entry(entry: dict[str, Any]) -> Entry:
-    """A bundle's tlogEntries[] item (int64 fields are JSON strings there)."""
+def read_bundle_entry(entry: dict[str, Any], needs_proof: bool = False) -> Entry:
+    """A bundle's tlogEntries[] item (int64 fields are JSON strings there; protobuf JSON
+    leaves out zeros, and Rekor v2's entries have no integratedTime)."""
     promise = (entry.get("inclusionPromise") or {}).get("signedEntryTimestamp") or ""
+    found = entry.get("inclusionProof")
+    proof = None
+    if found:
+        proof = Proof(
+            log_index=_count(found.get("logIndex", 0)),
+            tree_size=_count(found["treeSize"]),
+            root_hash=_b64(found["rootHash"]),
+            hashes=tuple(_b64(value) for value in found.get("hashes") or []),
+            checkpoint=str((found.get("checkpoint") or {}).get("envelope") or ""),
+        )
     return Entry(
         body=str(entry["canonicalizedBody"]),
-        integrated_time=_int(entry["integratedTime"]),
-        log_index=_int(entry.get("logIndex", 0)),  # protobuf JSON leaves out zeros
+        integrated_time=_count(entry.get("integratedTime", 0)),
+        log_index=_count(entry.get("logIndex", 0)),
         log_id=_b64(entry["logId"]["keyId"]).hex(),
         promise=_b64(promise),
+        proof=proof,
+        needs_proof=needs_proof,
     )
 
 
@@ -246,6 +290,14 @@ def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise TypeError("an integer field is neither a number nor a string")
     return int(value)
+
+
+def _count(value: object) -> int:
+    """An index, size or time: never negative."""
+    number = _int(value)
+    if number < 0:
+        raise ValueError(f"a negative count {number}")
+    return number
 
 
 def _digest(value: object) -> str:

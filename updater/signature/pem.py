@@ -51,6 +51,18 @@ def public_key(path: Path, field: str) -> bytes:
     return keys[0]
 
 
+def public_keys(path: Path, field: str) -> list[bytes]:
+    """Every PEM public key in `path` (the first checked as public_key does, then each)."""
+    public_key(path, field)
+    keys = [der for label, der in _read(path, field) if label == "PUBLIC KEY"]
+    for number, der in enumerate(keys, 1):
+        try:
+            key_type(der)
+        except ValueError as err:
+            raise ValueError(f"{field} {path}: public key {number}: {err}") from err
+    return keys
+
+
 def certificates(path: Path, field: str) -> list[bytes]:
     """The DER certificates of the PEM file `path`, each shaped like one; ValueError otherwise."""
     found = [der for label, der in _read(path, field) if label == "CERTIFICATE"]
