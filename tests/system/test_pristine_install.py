@@ -20,7 +20,7 @@ import pytest
 
 from testbed import PROJECT, needs
 from testbed.engine import Dockerd, build_image, push
-from testbed.machine import PRISTINE_PACKAGES, Machine, build_root
+from testbed.machine import DEFAULT_ENV, PRISTINE_PACKAGES, Machine, build_root
 from testbed.registry import Registry
 
 pytestmark = pytest.mark.system
@@ -32,6 +32,8 @@ SKIP = shutil.ignore_patterns(
 EXAMPLE_IMAGE = "ghcr.io/acme/app:prod"
 # The README's repository placeholder, and where the checkout is bound in the machine.
 SOURCE = "/src"
+# How a CI machine behind a proxy reaches the package index; its user's shell would have them.
+PROXIES = ("https_proxy", "http_proxy", "no_proxy")
 
 
 def readme_blocks(section: str) -> list[list[str]]:
@@ -55,8 +57,9 @@ def published(tmp_path: Path) -> Path:
 def sh(
     machine: Machine, line: str, check: bool = True, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """A line typed in root's shell in the machine: no PIP_* or other host settings."""
-    return machine.run("bash", "-c", f"cd /root && {line}", check=check, timeout=timeout)
+    """A line typed in root's shell in the machine: the host's proxies, no PIP_* settings."""
+    env = {**DEFAULT_ENV, **{k: v for k, v in os.environ.items() if k.lower() in PROXIES}}
+    return machine.run("bash", "-c", f"cd /root && {line}", check=check, timeout=timeout, env=env)
 
 
 def running_image(dockerd: Dockerd, container: str) -> str | None:
