@@ -189,7 +189,12 @@ install_program() {
     cleanup+=("$work")
     "$py" -m venv "$work/venv" >/dev/null || die "could not make a build environment with $py -m venv"
     pip=("$work/venv/bin/python" -m pip --quiet --disable-pip-version-check)
-    "${pip[@]}" wheel --wheel-dir "$work/wheels" "$SOURCE" || \
+    # An sdist (sdnotify publishes nothing else) is built the standard way, in an isolated
+    # environment with its build backend fetched like any dependency (or found in
+    # PIP_FIND_LINKS): else Debian 12's pip 23.0.1 runs `setup.py bdist_wheel` with the venv's
+    # setuptools, which cannot without the `wheel` package. pip >= 23.1 takes this way by itself
+    # when the venv has no `wheel`, and a pip that no longer knows the setting ignores it.
+    PIP_USE_PEP517=1 "${pip[@]}" wheel --wheel-dir "$work/wheels" "$SOURCE" || \
         die "could not build the updater and its dependencies (pip wheel $SOURCE)"
     pyver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
     pure_wheels "$work/wheels" "$pyver" "${pip[@]}"

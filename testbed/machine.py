@@ -45,6 +45,9 @@ SUITE = "bookworm"
 NEWER_SUITE = "trixie"
 APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "ca-certificates")
+# A new user's host as README's Quick start makes it: the same packages and git to clone with
+# (docker.io's engine and client are the host's, bound in), cached apart from the roots above.
+PRISTINE_PACKAGES = (*PACKAGES, "git")
 # Bump when the way the root is made changes, so old caches are not reused.
 RECIPE_VERSION = "2"
 MARKER = ".testbed-complete"
@@ -95,9 +98,13 @@ def _file_key(path: Path) -> str:
     return f"{path}:{st.st_size}:{int(st.st_mtime)}"
 
 
-def _recipe_key(suite: str = SUITE) -> str:
+def _packages(pristine: bool) -> tuple[str, ...]:
+    return PRISTINE_PACKAGES if pristine else PACKAGES
+
+
+def _recipe_key(suite: str = SUITE, pristine: bool = False) -> str:
     """A short hash of everything that goes into the root."""
-    parts = [RECIPE_VERSION, suite, *PACKAGES, _file_key(_docker_client())]
+    parts = [RECIPE_VERSION, suite, *_packages(pristine), _file_key(_docker_client())]
     if HOST_CA_BUNDLE.is_file():
         parts.append(_file_key(HOST_CA_BUNDLE))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
@@ -158,9 +165,11 @@ def _install_certs(root: Path) -> None:
     (root / "etc/pip.conf").write_text("[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n")
 
 
-def _root_name(suite: str) -> str:
+def _root_name(suite: str, pristine: bool = False) -> str:
     """The cache entry of suite's root (bookworm's name predates other suites)."""
-    key = _recipe_key(suite)
+    key = _recipe_key(suite, pristine)
+    if pristine:
+        return f"root-pristine-{suite}-{key}"
     return f"root-{key}" if suite == SUITE else f"root-{suite}-{key}"
 
 
@@ -173,7 +182,7 @@ def _mirror() -> list[str]:
     return []  # mmdebstrap then uses the host's own sources
 
 
-def build_root(cache_dir: Path, suite: str = SUITE) -> Path:
+def build_root(cache_dir: Path, suite: str = SUITE, pristine: bool = False) -> Path:
     """A Debian root of suite with systemd, dbus, python3, python3-venv and ca-certificates.
 
     Made once with mmdebstrap and cached under cache_dir as ``root-<recipe hash>``
@@ -181,11 +190,13 @@ def build_root(cache_dir: Path, suite: str = SUITE) -> Path:
     mirror); reused when its marker file (written last) is there.  It is built in a temp dir
     next to the cache and renamed into place, so an interrupted build never leaves a
     half root.  The root also gets the host's docker client at /usr/local/bin/docker,
-    the host's CA bundle and an /etc/pip.conf that points pip at it.
+    the host's CA bundle and an /etc/pip.conf that points pip at it.  ``pristine`` roots
+    (:data:`PRISTINE_PACKAGES`) are cached as ``root-pristine-<suite>-<recipe hash>``.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    root = cache_dir / _root_name(suite)
+    packages = _packages(pristine)
+    root = cache_dir / _root_name(suite, pristine)
     if (root / MARKER).is_file():
         return root
     with _locked(cache_dir / "build.lock"):
@@ -203,7 +214,7 @@ def build_root(cache_dir: Path, suite: str = SUITE) -> Path:
                 [
                     "mmdebstrap",
                     "--variant=minbase",
-                    "--include=" + ",".join(PACKAGES),
+                    "--include=" + ",".join(packages),
                     suite,
                     target,
                     *([] if suite == SUITE else _mirror()),
@@ -215,27 +226,31 @@ def build_root(cache_dir: Path, suite: str = SUITE) -> Path:
             # mmdebstrap copies the host's /etc/hostname; without it the machine
             # takes the name given to nspawn (--machine).
             (target / "etc/hostname").unlink(missing_ok=True)
-            (target / MARKER).write_text(f"{RECIPE_VERSION} {suite} {' '.join(PACKAGES)}\n")
+            (target / MARKER).write_text(f"{RECIPE_VERSION} {suite} {' '.join(packages)}\n")
             os.rename(target, root)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        _prune_old_roots(cache_dir, keep=root, suite=suite)
+        _prune_old_roots(cache_dir, keep=root, suite=suite, pristine=pristine)
     return root
 
 
-def _same_suite(path: Path, suite: str) -> bool:
-    """Whether the cached root at path is one of suite's (of any recipe)."""
+def _same_suite(path: Path, suite: str, pristine: bool = False) -> bool:
+    """Whether the cached root at path is one of suite's (of any recipe), pristine or not."""
     rest = path.name.removeprefix("root-")
+    if pristine:
+        return rest.startswith(f"pristine-{suite}-")
     if suite == SUITE:
         return "-" not in rest
     return rest.startswith(f"{suite}-")
 
 
-def _prune_old_roots(cache_dir: Path, keep: Path, suite: str = SUITE) -> None:
+def _prune_old_roots(
+    cache_dir: Path, keep: Path, suite: str = SUITE, pristine: bool = False
+) -> None:
     """Remove suite's roots of older recipes, unless a machine still uses one as its overlay lower."""
     mounts = Path("/proc/self/mounts").read_text()
     for old in cache_dir.glob("root-*"):
-        if not _same_suite(old, suite):
+        if not _same_suite(old, suite, pristine):
             continue
         if old != keep and f"lowerdir={old}," not in mounts and f"lowerdir={old} " not in mounts:
             shutil.rmtree(old, ignore_errors=True)
