@@ -117,15 +117,15 @@ def _first(environ: Mapping[str, str], *names: str) -> tuple[str, str] | None:
 
 def parse_proxy(source: str, value: str) -> Proxy:
     """The proxy a variable names; one with `problem` set when it is not an http:// URL."""
+    if "://" not in value:  # `proxy:3128`: http:// assumed, as Go does
+        value = f"http://{value}"
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https", "socks5", "socks5h"):
-        parts = urlsplit(f"http://{value}")
     try:
         port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 1080)
     except ValueError:
         port = 0
     host = parts.hostname or ""
-    if parts.scheme != "http":
+    if parts.scheme != "http":  # https://, socks5:// and any other: refused, never guessed at
         problem = f"{source} names a {parts.scheme}:// proxy; only http:// proxies are supported"
         return Proxy(host, port, source, problem=problem)
     if not host or not port:
