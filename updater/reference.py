@@ -22,6 +22,7 @@ _DOMAIN = re.compile(
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # ASCII only, as Docker's grammar
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
 _SHA256 = re.compile(r"sha256:[a-f0-9]{64}")
+_IMAGE_ID = re.compile(r"[a-f0-9]{64}")
 _HEX_LENGTHS = {"sha256": 64, "sha512": 128}  # the algorithms Docker has registered
 
 
@@ -57,9 +58,11 @@ class Reference:
     @property
     def familiar_repository(self) -> str:
         """The repository as the docker CLI prints it (`nginx`, `acme/app`, `ghcr.io/acme/app`)."""
-        if self.registry == DOCKER_HUB:
+        if self.registry != DOCKER_HUB:
+            return self.repository
+        if self.path.count("/") == 1:
             return self.path.removeprefix("library/")
-        return self.repository
+        return self.path  # `library/foo/bar` keeps its `library/`, as Docker prints it
 
     def __str__(self) -> str:
         text = self.repository
@@ -74,6 +77,8 @@ def parse(text: str) -> Reference:
     """Parse and normalise `text`; raise BadReference saying what is wrong."""
     if not text or text != text.strip():
         raise BadReference(f"invalid image reference {text!r}: empty or surrounded by spaces")
+    if _IMAGE_ID.fullmatch(text):  # Docker reads it as an image ID, never as a name
+        raise BadReference(f"invalid image reference {text!r}: 64 hex digits name an image ID")
     name, digest = _split_digest(text)
     name, tag = _split_tag(name, text)
     registry, path = _split_registry(name, text)

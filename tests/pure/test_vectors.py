@@ -1,0 +1,67 @@
+"""The upstream vectors of references, credentials, challenges and proxies, run against the
+updater's own functions (what each group checks: tests/pure/vectors.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pure.vectors import Vector, cases, check
+from updater import reference
+from updater.errors import UpdaterError
+
+
+def _parsed(text: str) -> reference.Reference | None:
+    try:
+        return reference.parse(text)
+    except UpdaterError:
+        return None
+
+
+def _hub_path(path: str) -> str:
+    return path if "/" in path else f"library/{path}"
+
+
+def judge_reference(function: str, v: Vector) -> str | None:
+    """Our `reference.parse` against distribution/reference's Parse, WithName,
+    ParseNormalizedNamed, ParseAnyReference and ParseDockerRef."""
+    text = v.get("input", v.get("Reference", v.get("FullName")))
+    ref = _parsed(text)
+    if "err" in v or v.get("valid") is False:
+        return None if ref is None else f"{text!r} accepted as {ref}"
+    if ref is None:
+        return f"{text!r} refused"
+    if function in ("Parse", "WithName") and "repository" in v:
+        domain = v.get("domain") or reference.DOCKER_HUB
+        path = (
+            v["repository"].removeprefix(f"{v['domain']}/") if v.get("domain") else v["repository"]
+        )
+        expected = (domain, _hub_path(path) if domain == reference.DOCKER_HUB else path)
+        expected += (
+            v.get("tag") or (None if v.get("digest") else "latest"),
+            v.get("digest") or None,
+        )
+        found = (ref.registry, ref.path, ref.tag, ref.digest)
+        return None if found == expected else f"{text!r}: {found} not {expected}"
+    if "path" in v:  # TestDomainAndPath, TestNormalizedSplitHostname
+        domain = v["domain"] or reference.DOCKER_HUB
+        found = (ref.registry, ref.path)
+        return None if found == (domain, v["path"]) else f"{text!r}: {found}"
+    if "RemoteName" in v:
+        for spelling in {v["FamiliarName"], v["FullName"], v["AmbiguousName"]} - {""}:
+            one = _parsed(spelling)
+            found = one and (one.registry, one.path, one.familiar_repository, one.repository)
+            wanted = (v["Domain"], v["RemoteName"], v["FamiliarName"], v["FullName"])
+            if found != wanted:
+                return f"{spelling!r}: {found} not {wanted}"
+        return None
+    if "Equivalent" in v:
+        return None if ref == _parsed(v["Equivalent"]) else f"{text!r}: {ref}"
+    if "expected" in v or "string" in v:
+        wanted = v.get("expected") or v["string"]
+        return None if str(ref) == wanted else f"{text!r}: {ref} not {wanted}"
+    return None  # valid: True, and it parsed
+
+
+@pytest.mark.parametrize(("name", "vector"), list(cases("references")))
+def test_reference_vectors(name: str, vector: Vector) -> None:
+    check(judge_reference, vector)
