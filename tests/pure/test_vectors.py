@@ -24,7 +24,7 @@ def _hub_path(path: str) -> str:
 def judge_reference(function: str, v: Vector) -> str | None:
     """Our `reference.parse` against distribution/reference's Parse, WithName,
     ParseNormalizedNamed, ParseAnyReference and ParseDockerRef."""
-    text = v.get("input", v.get("Reference", v.get("FullName")))
+    text = str(v.get("input", v.get("Reference", v.get("FullName"))))
     ref = _parsed(text)
     if "err" in v or v.get("valid") is False:
         return None if ref is None else f"{text!r} accepted as {ref}"
@@ -35,24 +35,21 @@ def judge_reference(function: str, v: Vector) -> str | None:
         path = (
             v["repository"].removeprefix(f"{v['domain']}/") if v.get("domain") else v["repository"]
         )
-        expected = (domain, _hub_path(path) if domain == reference.DOCKER_HUB else path)
-        expected += (
-            v.get("tag") or (None if v.get("digest") else "latest"),
-            v.get("digest") or None,
-        )
-        found = (ref.registry, ref.path, ref.tag, ref.digest)
-        return None if found == expected else f"{text!r}: {found} not {expected}"
+        tag = v.get("tag") or (None if v.get("digest") else "latest")
+        path = _hub_path(path) if domain == reference.DOCKER_HUB else path
+        wanted = (domain, path, tag, v.get("digest") or None)
+        got = (ref.registry, ref.path, ref.tag, ref.digest)
+        return None if got == wanted else f"{text!r}: {got} not {wanted}"
     if "path" in v:  # TestDomainAndPath, TestNormalizedSplitHostname
         domain = v["domain"] or reference.DOCKER_HUB
-        found = (ref.registry, ref.path)
-        return None if found == (domain, v["path"]) else f"{text!r}: {found}"
+        pair = (ref.registry, ref.path)
+        return None if pair == (domain, v["path"]) else f"{text!r}: {pair}"
     if "RemoteName" in v:
         for spelling in {v["FamiliarName"], v["FullName"], v["AmbiguousName"]} - {""}:
             one = _parsed(spelling)
-            found = one and (one.registry, one.path, one.familiar_repository, one.repository)
-            wanted = (v["Domain"], v["RemoteName"], v["FamiliarName"], v["FullName"])
-            if found != wanted:
-                return f"{spelling!r}: {found} not {wanted}"
+            names = one and (one.registry, one.path, one.familiar_repository, one.repository)
+            if names != (v["Domain"], v["RemoteName"], v["FamiliarName"], v["FullName"]):
+                return f"{spelling!r}: {names}"
         return None
     if "Equivalent" in v:
         return None if ref == _parsed(v["Equivalent"]) else f"{text!r}: {ref}"
