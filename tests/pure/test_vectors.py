@@ -3,11 +3,15 @@ updater's own functions (what each group checks: tests/pure/vectors.py)."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from tests.pure.vectors import Vector, cases, check
 from updater import reference
 from updater.errors import UpdaterError
+from updater.registry import hosts
+from updater.registry.proxy import Proxies, Proxy, parse_no_proxy
 
 
 def _parsed(text: str) -> reference.Reference | None:
@@ -62,3 +66,37 @@ def judge_reference(function: str, v: Vector) -> str | None:
 @pytest.mark.parametrize(("name", "vector"), list(cases("references")))
 def test_reference_vectors(name: str, vector: Vector) -> None:
     check(judge_reference, vector)
+
+
+def _proxy_text(proxy: Proxy | None) -> str:
+    if proxy is None:
+        return "<nil>"
+    return f"refused: {proxy.problem}" if proxy.problem else f"http://{proxy.where}"
+
+
+def judge_proxy(function: str, v: Vector) -> str | None:
+    """Our `Proxies` (from_environ, for_origin, proxied) against golang.org/x/net's httpproxy."""
+    if function == "Config.ProxyFunc":
+        names = {"HTTPProxy": "HTTP_PROXY", "HTTPSProxy": "HTTPS_PROXY", "NoProxy": "NO_PROXY"}
+        environ = {names[k]: value for k, value in v["cfg"].items() if k in names}
+        request = urlsplit(v.get("req") or "http://example.com")
+        found = _proxy_text(
+            Proxies.from_environ(environ).for_origin(request.scheme, request.netloc)
+        )
+        want = urlsplit(v["want"])
+        wanted = v["want"] if want.port or want.scheme != "http" else f"{v['want']}:80"
+        return None if found == wanted else f"{found} not {wanted}"
+    if function == "FromEnvironment":
+        proxies = Proxies.from_environ(v["env"])
+        found = (_proxy_text(proxies.http), _proxy_text(proxies.https), len(proxies.rules))
+        wanted = (f"http://{v['want']['HTTPProxy']}:80", f"http://{v['want']['HTTPSProxy']}:80", 1)
+        return None if found == wanted else f"{found} not {wanted}"
+    host, port = hosts.split_host(v["addr"])
+    rules = parse_no_proxy(v["no_proxy"])
+    proxied = rules is not None and Proxies(rules=rules).proxied(host.lower(), str(port))
+    return None if proxied == v["match"] else f"{v['addr']}: proxied is {proxied}"
+
+
+@pytest.mark.parametrize(("name", "vector"), list(cases("proxies")))
+def test_proxy_vectors(name: str, vector: Vector) -> None:
+    check(judge_proxy, vector)

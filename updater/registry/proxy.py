@@ -56,6 +56,8 @@ class Rule:
         """Whether this entry sends `host:port` (whose address is `ip`, if it is one) direct."""
         if self.network is not None:
             found = ip is not None and ip in self.network
+        elif ":" in host:  # an IPv6 literal (with a zone, which ip_address refuses) is no name
+            found = False
         else:
             found = host.endswith(self.suffix) or (self.exact and host == self.suffix[1:])
         return found and self.port in ("", port)
@@ -104,7 +106,7 @@ class Proxies:
             ip = None
         if ip is not None and ip.is_loopback:
             return False
-        return not any(rule.matches(host, port, ip) for rule in self.rules)
+        return not any(rule.matches(_ascii(host), port, ip) for rule in self.rules)
 
 
 def _first(environ: Mapping[str, str], *names: str) -> tuple[str, str] | None:
@@ -162,10 +164,21 @@ def _rule(entry: str) -> Rule | None:
         return Rule(network=ipaddress.ip_network(host), port=port)
     except ValueError:
         pass
-    host = host.removeprefix("*")
+    host = _ascii(host.removeprefix("*"))
     if host.startswith("."):
         return Rule(suffix=host, port=port)
     return Rule(suffix=f".{host}", exact=True, port=port)
+
+
+def _ascii(name: str) -> str:
+    """An internationalised name in its ASCII (punycode) form, as Go compares them."""
+    if name.isascii():
+        return name
+    dot = "." if name.startswith(".") else ""
+    try:
+        return dot + name.removeprefix(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        return name
 
 
 def _split_entry(entry: str) -> tuple[str, str]:
