@@ -88,9 +88,9 @@ def judge_proxy(function: str, v: Vector) -> str | None:
         return None if found == wanted else f"{found} not {wanted}"
     if function == "FromEnvironment":
         proxies = Proxies.from_environ(v["env"])
-        found = (_proxy_text(proxies.http), _proxy_text(proxies.https), len(proxies.rules))
-        wanted = (f"http://{v['want']['HTTPProxy']}:80", f"http://{v['want']['HTTPSProxy']}:80", 1)
-        return None if found == wanted else f"{found} not {wanted}"
+        read = (_proxy_text(proxies.http), _proxy_text(proxies.https), len(proxies.rules))
+        proxy = (f"http://{v['want']['HTTPProxy']}:80", f"http://{v['want']['HTTPSProxy']}:80", 1)
+        return None if read == proxy else f"{read} not {proxy}"
     host, port = hosts.split_host(v["addr"])
     rules = parse_no_proxy(v["no_proxy"])
     proxied = rules is not None and Proxies(rules=rules).proxied(host.lower(), str(port))
