@@ -183,7 +183,15 @@ def _same_registry(name: str, registry: str) -> bool:
 
 def hostname(key: str) -> str:
     """`https://index.docker.io/v1/` -> `index.docker.io`: an auths key as a registry's name,
-    as the docker CLI's ConvertToHostname reads it."""
+    as the docker CLI's ConvertToHostname reads it (`https://::1:5000` is `[::1]:5000`)."""
     if "://" in key:
-        key = key.split("://", 1)[1]
+        host = key.split("://", 1)[1].split("/", 1)[0]
+        if host.startswith("["):  # Go's URL parser drops the brackets of a bare [v6]
+            inside, _, port = host[1:].partition("]")
+            return host if port.startswith(":") else inside
+        address, _, port = host.rpartition(":")
+        if host.count(":") > 1 and address and port.isdigit():
+            return f"[{address}]:{port}"
+        if host:
+            return host
     return key.split("/", 1)[0]

@@ -3,14 +3,16 @@ updater's own functions (what each group checks: tests/pure/vectors.py)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.pure.vectors import Vector, cases, check
-from updater import reference
+from updater import credentials, reference
 from updater.errors import UpdaterError
-from updater.registry import hosts
+from updater.registry import challenge, hosts
 from updater.registry.proxy import Proxies, Proxy, parse_no_proxy
 
 
@@ -100,3 +102,50 @@ def judge_proxy(function: str, v: Vector) -> str | None:
 @pytest.mark.parametrize(("name", "vector"), list(cases("proxies")))
 def test_proxy_vectors(name: str, vector: Vector) -> None:
     check(judge_proxy, vector)
+
+
+def judge_challenge(function: str, v: Vector) -> str | None:
+    """Our `challenge.parse` of the combined fields and `challenge.chosen` against
+    distribution's and go-containerregistry's parseAuthHeader, canonicalAddr and Ping."""
+    if function == "canonicalAddr":  # a host and its lower-cased, default-port spelling
+        lowered = v["host"].lower() + ("" if ":" in v["host"] else ":443")
+        same = reference.canonical_registry(v["host"]) == reference.canonical_registry(lowered)
+        return None if same else f"{v['host']} and {lowered} are two registries"
+    parsed = challenge.parse(", ".join(v["headers"]))  # RFC 9110: repeated fields combined
+    if function == "parseAuthHeader":
+        found = [{"scheme": c.scheme, "parameters": c.params} for c in parsed]
+        return None if found == v["challenges"] else f"{found}"
+    chosen = challenge.chosen(parsed)
+    got = (chosen.scheme, len(chosen.params)) if chosen else ("", 0)
+    return None if got == (v["scheme"], v["parameters"]) else f"{got}"
+
+
+@pytest.mark.parametrize(("name", "vector"), list(cases("challenges")))
+def test_challenge_vectors(name: str, vector: Vector) -> None:
+    check(judge_challenge, vector)
+
+
+def judge_credential(function: str, v: Vector) -> str | None:
+    """Our `credentials.hostname` and `DockerConfig.credential` against docker/cli's
+    ConvertToHostname, decodeAuth and GetAuthConfig."""
+    if function == "ConvertToHostname":
+        found = credentials.hostname(v["input"])
+        return None if found == v["expected"] else f"{v['input']!r} -> {found!r}"
+    raise AssertionError(f"no judge for {function}")
+
+
+def judge_credential_file(tmp_path: Path, v: Vector) -> str | None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"auths": v["auths"]}))
+    path.chmod(0o600)
+    found = credentials.DockerConfig(path).credential(v["registry"])
+    wanted = credentials.Credential(v["username"], v["password"])
+    return None if found == wanted else f"{found!r}"
+
+
+@pytest.mark.parametrize(("name", "vector"), list(cases("credentials")))
+def test_credential_vectors(name: str, vector: Vector, tmp_path: Path) -> None:
+    if "auths" in vector:
+        check(lambda _, v: judge_credential_file(tmp_path, v), vector)
+    else:
+        check(judge_credential, vector)

@@ -21,10 +21,12 @@ Judge = Callable[[str, Vector], str | None]  # (upstream function, vector) -> a 
 def cases(family: str) -> Iterator[tuple[str, Vector]]:
     """(test id, vector) for every vector of a family's file."""
     data = json.loads((DATA / f"{family}.json").read_text())
-    assert data["repository"] and len(data["commit"]) == 40
-    for group in data["groups"]:
-        for n, vector in enumerate(group["vectors"]):
-            yield f"{group['test']}[{n}]", {**vector, "_function": group["function"]}
+    for source in data.get("files", [data]):  # one upstream repository, or several
+        assert source["repository"] and len(source["commit"]) == 40
+        for group in source["groups"]:
+            assert group["path"] and group["test"] and group["function"]
+            for n, vector in enumerate(group["vectors"]):
+                yield f"{group['test']}[{n}]", {**vector, "_function": group["function"]}
 
 
 def verdict(judge: Judge, vector: Vector) -> tuple[str, str | None]:
