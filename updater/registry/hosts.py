@@ -16,7 +16,7 @@ def split_host(host: str) -> tuple[str, int | None]:
 
 def loopback(host: str) -> bool:
     """`localhost` or a loopback address, with or without a port."""
-    name, _ = split_host(host)
+    name, _ = split_host(host.lower())  # LOCALHOST is localhost: DNS names have no case
     if name == "localhost":
         return True
     try:
