@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.pure.vectors import Vector, cases, check
+from tests.pure.vectors import DATA, Judge, Vector, cases, check, counts
 from updater import credentials, reference
 from updater.errors import UpdaterError
 from updater.registry import challenge, hosts
@@ -144,3 +144,19 @@ def judge_credential(function: str, v: Vector) -> str | None:
 @pytest.mark.parametrize(("name", "vector"), list(cases("credentials")))
 def test_credential_vectors(name: str, vector: Vector) -> None:
     check(judge_credential, vector)
+
+
+@pytest.mark.parametrize(
+    ("family", "judge"),
+    [
+        ("references", judge_reference),
+        ("credentials", judge_credential),
+        ("challenges", judge_challenge),
+        ("proxies", judge_proxy),
+    ],
+)
+def test_the_docs_give_each_familys_counts(family: str, judge: Judge) -> None:
+    found = counts(family, judge)
+    row = f"| {family} | {found['total']} | {found['agree']} | {found['difference']} | "
+    row += f"{found['no_counterpart']} |"
+    assert row in (DATA.parent.parent.parent / "docs" / "registry-vectors.md").read_text()

@@ -21,12 +21,14 @@ Judge = Callable[[str, Vector], str | None]  # (upstream function, vector) -> a 
 def cases(family: str) -> Iterator[tuple[str, Vector]]:
     """(test id, vector) for every vector of a family's file."""
     data = json.loads((DATA / f"{family}.json").read_text())
-    for source in data.get("files", [data]):  # one upstream repository, or several
+    sources = data.get("files", [data])  # one upstream repository, or several
+    for source in sources:
         assert source["repository"] and len(source["commit"]) == 40
+        prefix = source["repository"].rsplit("/", 1)[-1] + ":" if len(sources) > 1 else ""
         for group in source["groups"]:
             assert group["path"] and group["test"] and group["function"]
             for n, vector in enumerate(group["vectors"]):
-                yield f"{group['test']}[{n}]", {**vector, "_function": group["function"]}
+                yield f"{prefix}{group['test']}[{n}]", {**vector, "_function": group["function"]}
 
 
 def verdict(judge: Judge, vector: Vector) -> tuple[str, str | None]:
