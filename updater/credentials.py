@@ -70,7 +70,8 @@ class DockerConfig:
             if found:
                 return found
         auths = data.get("auths") or {}
-        for name in _candidates(auths, key, registry):
+        exact = DOCKER_HUB if key == DOCKER_HUB_KEY else registry  # the pull's (docker-py's) key
+        for name in _candidates(auths, exact, registry):
             entry = auths[name]
             if isinstance(entry, dict):
                 return self._from_entry(name, entry)
@@ -165,7 +166,8 @@ def login_key(registry: str) -> str:
 def _candidates(auths: dict[str, Any], key: str, registry: str) -> list[str]:
     """The `auths` keys for `registry`, best first: the exact key (as the docker CLI and
     docker-py look first), then one whose host is the key (`https://quay.io` for `quay.io`),
-    then one naming another spelling of the registry (`GHCR.IO`, `ghcr.io:443`)."""
+    then, in the file's order, one naming another spelling of the registry (`GHCR.IO`,
+    `ghcr.io:443`; for Docker Hub `https://index.docker.io/v1/`, as docker-py finds it)."""
     exact = [key] if key in auths else []
     host = [name for name in auths if name != key and hostname(name) == key]
     other = [name for name in auths if _same_registry(name, registry)]

@@ -208,3 +208,11 @@ def test_bearer_is_chosen_over_basic_in_any_order():
     found = challenge.chosen(challenge.parse('Basic realm="a", Bearer realm="https://t/token"'))
     assert found is not None and found.scheme == "bearer"
     assert challenge.chosen(challenge.parse("Negotiate, Digest realm=x")) is None
+
+
+def test_docker_hub_credentials_are_found_as_the_engines_pull_finds_them(tmp_path):
+    hub = {"https://index.docker.io/v1/": auth("cli", "a"), "docker.io": auth("py", "b")}
+    assert docker_config(tmp_path, hub).credential("docker.io") == Credential("py", "b")
+    only_cli = {"https://index.docker.io/v1/": auth("cli", "a")}
+    for spelling in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+        assert docker_config(tmp_path, only_cli).credential(spelling) == Credential("cli", "a")
