@@ -3,6 +3,7 @@ sent as several WWW-Authenticate fields is answered, against the real docker-reg
 
 from __future__ import annotations
 
+import base64
 import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -99,3 +100,32 @@ def test_basic_is_chosen_from_a_challenge_sent_after_negotiate(
     finally:
         registries.close()
         front.stop()
+
+
+@pytest.mark.parametrize(
+    "auths",
+    [
+        pytest.param(
+            lambda host: {
+                f"https://{host}": {"auth": base64.b64encode(b"alice:old-pass").decode()},
+                host: {"auth": base64.b64encode(b"alice:s3cret-pass").decode()},
+            },
+            id="exact-key-after-an-older-login",
+        ),
+        pytest.param(
+            lambda host: {host: {"username": "alice", "password": "s3cret-pass"}},
+            id="username-and-password-fields",
+        ),
+    ],
+)
+def test_the_check_takes_the_login_the_docker_cli_would(registry_factory, docker_config, auths):
+    registry = registry_factory(auth="htpasswd")
+    digest = registry.push_image("acme/app", "prod", seed="login")
+    docker_config.write({"auths": auths(registry.host)})
+    registries = Registries(lambda host: RegistrySettings(), DockerConfig())
+    try:
+        registry.clear_log()
+        assert registries.digest(parse(f"{registry.host}/acme/app:prod")) == digest
+        assert [(r.method, r.status) for r in registry.requests()] == [("HEAD", 401), ("HEAD", 200)]
+    finally:
+        registries.close()
