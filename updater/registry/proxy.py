@@ -3,7 +3,8 @@ forms) read as dockerd reads them (Go's net/http/httpproxy), so that the check t
 the pull will take.
 
 - HTTPS_PROXY serves https requests, HTTP_PROXY plain-http ones; the uppercase name wins, and
-  an empty value counts as unset. `host:port` without a scheme means `http://host:port`.
+  an empty value counts as unset. `host:port` without a scheme means `http://host:port`; any
+  other scheme (https://, socks5://, socks://) is refused, never read as a host name.
 - `localhost` and loopback addresses are never proxied, whatever the variables say.
 - NO_PROXY is a comma-separated list: `*` (no proxy at all), an IP address or a CIDR range,
   `example.com` (that name and every name under it), `.example.com` (only names under it;
