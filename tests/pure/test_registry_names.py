@@ -216,3 +216,12 @@ def test_docker_hub_credentials_are_found_as_the_engines_pull_finds_them(tmp_pat
     only_cli = {"https://index.docker.io/v1/": auth("cli", "a")}
     for spelling in ("docker.io", "index.docker.io", "registry-1.docker.io"):
         assert docker_config(tmp_path, only_cli).credential(spelling) == Credential("cli", "a")
+
+
+def test_an_unknown_digest_algorithm_in_a_unit_names_file_and_key(tmp_path):
+    image = "ghcr.io/acme/app:prod@invaliddigest:" + "f" * 64
+    main = write(tmp_path / "config.toml", f'[units."app.service"]\nimage = "{image}"\n')
+    with pytest.raises(ConfigError) as err:
+        load(main)
+    assert f'{main}: units."app.service".image: ' in str(err.value)
+    assert "unsupported digest algorithm 'invaliddigest'" in str(err.value)
