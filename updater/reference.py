@@ -22,6 +22,7 @@ _DOMAIN = re.compile(
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # ASCII only, as Docker's grammar
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
 _SHA256 = re.compile(r"sha256:[a-f0-9]{64}")
+_PORT = re.compile(r"[0-9]+")
 _IMAGE_ID = re.compile(r"[a-f0-9]{64}")
 _HEX_LENGTHS = {"sha256": 64, "sha512": 128}  # the algorithms Docker has registered
 
@@ -172,7 +173,11 @@ def canonical_registry(name: str) -> str:
     """`name` as one spelling: lower case (DNS names are), without the https default port
     `:443`, and `docker.io` for every name of Docker Hub. Docker pulls all of them from the
     same place, so a setting for one must hold for every other."""
-    name = name.lower().removesuffix(":443")
+    name = name.lower()
+    host, _, port = name.rpartition(":")
+    if _PORT.fullmatch(port) and host and not host.endswith(":"):  # not `[::1]`'s last group
+        port = str(int(port))  # `:0443` is `:443`
+        name = host if port == "443" else f"{host}:{port}"
     return DOCKER_HUB if name in DOCKER_HUB_ALIASES else name
 
 

@@ -38,6 +38,7 @@ def key(tmp_path: Path) -> Path:
         "GHCR.IO/acme/app:prod",
         "ghcr.io:443/acme/app:prod",
         "Ghcr.Io:443/acme/app:prod",
+        "ghcr.io:0443/acme/app:prod",
         "ghcr.io/acme/app:prod",
     ],
 )
