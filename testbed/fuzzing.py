@@ -167,8 +167,9 @@ class RefParts:
 
     @property
     def valid_for_docker(self) -> bool:
-        """Docker limits the *normalised* name (`docker.io/library/x`) to 255 characters."""
-        return len(self.registry) + 1 + len(self.path) <= 255
+        """Docker limits the *normalised* path (`library/x`, no registry) to 255 characters,
+        and reads 64 hex digits alone as an image ID."""
+        return len(self.path) <= 255 and not re.fullmatch(r"[a-f0-9]{64}", self.text)
 
 
 tags = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True) | st.integers(1, 128).map(

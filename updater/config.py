@@ -24,7 +24,6 @@ if TYPE_CHECKING:  # each imported only for the units whose policies have one
 
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.service")
 _CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
-_REGISTRY_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9a-fA-F:]+\](:[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,8 @@ class Config:
     fleet: Fleet | None = None  # the group this host rolls out with; None: on its own
 
     def registry(self, host: str) -> RegistrySettings:
-        return self.registries.get(host, RegistrySettings())
+        """The settings of `host`, however it is spelt (`GHCR.IO:443` has `ghcr.io`'s)."""
+        return self.registries.get(reference.canonical_registry(host), RegistrySettings())
 
     def select(self, names: list[str]) -> tuple[Unit, ...]:
         """The units named (all when none), in configuration order; unknown names are an error."""
@@ -212,11 +212,15 @@ def _build(documents: list[tuple[Path, dict[str, Any]]]) -> Config:
             _reject_unknown(path, "defaults", table, _DEFAULTS_KEYS)
             defaults = _policy(path, "defaults", table, defaults)
     registries: dict[str, RegistrySettings] = {}
+    seen: dict[str, str] = {}  # one spelling -> the key that said it
     for path, data in documents:
-        for host, table in _table(path, "registries", data.get("registries", {})).items():
-            if host in registries:
-                raise ConfigError(f'{path}: registries."{host}" is defined in another file too')
-            registries[host] = _registry(path, host, table)
+        for key, table in _table(path, "registries", data.get("registries", {})).items():
+            host = _registry_key(path, key)
+            if host in seen:
+                again = f'registries."{key}" names {seen[host]!r} again'
+                raise ConfigError(f"{path}: {again} (here or in another file)")
+            seen[host] = key
+            registries[host] = _registry(path, key, table)
     units: dict[str, Unit] = {}
     for path, data in documents:
         for name, table in _table(path, "units", data.get("units", {})).items():
@@ -509,7 +513,7 @@ def _unit(
             "(letters, digits, '_', '.', '-', starting with a letter or digit)"
         )
     # A registry's `verify` comes between the defaults and the unit's own table.
-    settings = registries.get(image.api_host) or registries.get(image.registry)
+    settings = registries.get(image.host)
     if settings and settings.verify:
         defaults = replace(defaults, verify=settings.verify)
     policy = _policy(path, where, table, defaults)
@@ -597,11 +601,18 @@ def _window(path: Path, key: str, value: Any) -> Window:
     return window.Window(calendar, seconds)
 
 
+def _registry_key(path: Path, key: str) -> str:
+    """A `[registries]` key in its one spelling; an error for one no image could ever name
+    (its settings, `verify` above all, would silently hold for nothing)."""
+    try:
+        return reference.registry_name(key)
+    except ConfigError as err:
+        raise ConfigError(f'{path}: registries."{key}": {err}') from err
+
+
 def _registry(path: Path, host: str, raw: Any) -> RegistrySettings:
     where = f'registries."{host}"'
     table = _table(path, where, raw)
-    if not _REGISTRY_HOST.fullmatch(host):
-        raise ConfigError(f"{path}: {where}: not a registry host (HOST or HOST:PORT)")
     _reject_unknown(path, where, table, _REGISTRY_KEYS)
     insecure = table.get("insecure", False)
     if not isinstance(insecure, bool):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from updater.errors import RegistryError
+from updater.reference import DOCKER_HUB, canonical_registry
 
 log = logging.getLogger("updater")
 
@@ -53,21 +54,26 @@ class DockerConfig:
         return os.path.join(base, "config.json")
 
     def credential(self, registry: str) -> Credential | None:
-        """The credential the docker CLI would use for `registry` (docker.io for Docker Hub)."""
+        """The credential the docker CLI would use for `registry` as a reference spells it
+        (docker.io for Docker Hub); else one stored under another spelling of that registry."""
         if registry not in self._resolved:
             self._resolved[registry] = self._resolve(registry)
         return self._resolved[registry]
 
     def _resolve(self, registry: str) -> Credential | None:
         data = self._load()
-        key = DOCKER_HUB_KEY if registry == "docker.io" else registry
-        helper = (data.get("credHelpers") or {}).get(key) or data.get("credsStore")
+        key = login_key(registry)
+        helpers = data.get("credHelpers") or {}
+        helper = helpers.get(key) or _by_registry(helpers, registry) or data.get("credsStore")
         if helper:
             found = self._from_helper(str(helper), key)
             if found:
                 return found
-        for name, entry in (data.get("auths") or {}).items():
-            if _hostname(name) == _hostname(key) and isinstance(entry, dict):
+        auths = data.get("auths") or {}
+        exact = DOCKER_HUB if key == DOCKER_HUB_KEY else registry  # the pull's (docker-py's) key
+        for name in _candidates(auths, exact, registry):
+            entry = auths[name]
+            if isinstance(entry, dict):
                 return self._from_entry(name, entry)
         return None
 
@@ -96,18 +102,30 @@ class DockerConfig:
         return self._data
 
     def _from_entry(self, name: str, entry: dict[str, Any]) -> Credential | None:
+        """The entry's identity token, else `auth` (base64 user:pass), else its `username` and
+        `password` fields, as the docker CLI reads them."""
         if entry.get("identitytoken"):
             return Credential(identity_token=str(entry["identitytoken"]))
-        if not entry.get("auth"):
-            return None
+        if entry.get("auth"):
+            return Credential(*self._decoded(name, str(entry["auth"])))
+        if entry.get("username"):
+            return Credential(
+                username=str(entry["username"]), password=str(entry.get("password", ""))
+            )
+        return None
+
+    def _decoded(self, name: str, auth: str) -> tuple[str, str]:
+        """`auth`'s user and password; an error naming the entry when it is not base64
+        `user:password` with a user (the docker CLI refuses the whole file then)."""
+        bad = f"{self.path}: auths.{name}.auth is not base64 user:pass"
         try:
-            decoded = base64.b64decode(str(entry["auth"]), validate=False).decode()
-            username, sep, password = decoded.partition(":")
+            decoded = base64.b64decode(auth, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError) as err:
-            raise RegistryError(f"{self.path}: auths.{name}.auth is not base64 user:pass") from err
-        if not sep:
-            raise RegistryError(f"{self.path}: auths.{name}.auth is not base64 user:pass")
-        return Credential(username=username, password=password)
+            raise RegistryError(bad) from err
+        username, sep, password = decoded.partition(":")
+        if not sep or not username:
+            raise RegistryError(bad)
+        return username, password.strip("\0")
 
     def _from_helper(self, helper: str, server: str) -> Credential | None:
         """`docker-credential-HELPER get`, as the docker CLI runs it."""
@@ -140,7 +158,42 @@ class DockerConfig:
         return Credential(username=username, password=secret)
 
 
-def _hostname(key: str) -> str:
-    """`https://index.docker.io/v1/` -> `index.docker.io`, as the docker CLI matches auths keys."""
-    name = key.split("://", 1)[-1].split("/", 1)[0]
-    return "docker.io" if name in ("index.docker.io", "registry-1.docker.io") else name
+def login_key(registry: str) -> str:
+    """The key `docker login` stores `registry`'s credential under."""
+    return DOCKER_HUB_KEY if canonical_registry(registry) == DOCKER_HUB else registry
+
+
+def _candidates(auths: dict[str, Any], key: str, registry: str) -> list[str]:
+    """The `auths` keys for `registry`, best first: the exact key (as the docker CLI and
+    docker-py look first), then one whose host is the key (`https://quay.io` for `quay.io`),
+    then, in the file's order, one naming another spelling of the registry (`GHCR.IO`,
+    `ghcr.io:443`; for Docker Hub `https://index.docker.io/v1/`, as docker-py finds it)."""
+    exact = [key] if key in auths else []
+    host = [name for name in auths if name != key and hostname(name) == key]
+    other = [name for name in auths if _same_registry(name, registry)]
+    return list(dict.fromkeys(exact + host + other))
+
+
+def _by_registry(helpers: dict[str, Any], registry: str) -> Any:
+    """The credential helper configured under another spelling of `registry`, if any."""
+    return next((helpers[name] for name in helpers if _same_registry(name, registry)), None)
+
+
+def _same_registry(name: str, registry: str) -> bool:
+    return canonical_registry(hostname(name)) == canonical_registry(registry)
+
+
+def hostname(key: str) -> str:
+    """`https://index.docker.io/v1/` -> `index.docker.io`: an auths key as a registry's name,
+    as the docker CLI's ConvertToHostname reads it (`https://::1:5000` is `[::1]:5000`)."""
+    if "://" in key:
+        host = key.split("://", 1)[1].split("/", 1)[0]
+        if host.startswith("["):  # Go's URL parser drops the brackets of a bare [v6]
+            inside, _, port = host[1:].partition("]")
+            return host if port.startswith(":") else inside
+        address, _, port = host.rpartition(":")
+        if host.count(":") > 1 and address and port.isdigit():
+            return f"[{address}]:{port}"
+        if host:
+            return host
+    return key.split("/", 1)[0]

@@ -9,6 +9,10 @@ from updater.errors import BadReference
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
+# The names Docker reaches Docker Hub by (the docker CLI's login key names index.docker.io).
+DOCKER_HUB_ALIASES = frozenset(
+    {DOCKER_HUB, "index.docker.io", DOCKER_HUB_API, "registry.hub.docker.com"}
+)
 
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _DOMAIN = re.compile(
@@ -18,6 +22,9 @@ _DOMAIN = re.compile(
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # ASCII only, as Docker's grammar
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
 _SHA256 = re.compile(r"sha256:[a-f0-9]{64}")
+_PORT = re.compile(r"[0-9]+")
+_IMAGE_ID = re.compile(r"[a-f0-9]{64}")
+_HEX_LENGTHS = {"sha256": 64, "sha512": 128}  # the algorithms Docker has registered
 
 
 @dataclass(frozen=True)
@@ -40,15 +47,23 @@ class Reference:
         return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
 
     @property
+    def host(self) -> str:
+        """The registry as one name for every spelling (`GHCR.IO:443` is `ghcr.io`): the key of
+        its `[registries]` settings, its policies and its credentials."""
+        return canonical_registry(self.registry)
+
+    @property
     def pinned(self) -> bool:
         return self.digest is not None
 
     @property
     def familiar_repository(self) -> str:
         """The repository as the docker CLI prints it (`nginx`, `acme/app`, `ghcr.io/acme/app`)."""
-        if self.registry == DOCKER_HUB:
+        if self.registry != DOCKER_HUB:
+            return self.repository
+        if self.path.count("/") == 1:
             return self.path.removeprefix("library/")
-        return self.repository
+        return self.path  # `library/foo/bar` keeps its `library/`, as Docker prints it
 
     def __str__(self) -> str:
         text = self.repository
@@ -63,13 +78,15 @@ def parse(text: str) -> Reference:
     """Parse and normalise `text`; raise BadReference saying what is wrong."""
     if not text or text != text.strip():
         raise BadReference(f"invalid image reference {text!r}: empty or surrounded by spaces")
+    if _IMAGE_ID.fullmatch(text):  # Docker reads it as an image ID, never as a name
+        raise BadReference(f"invalid image reference {text!r}: 64 hex digits name an image ID")
     name, digest = _split_digest(text)
     name, tag = _split_tag(name, text)
     registry, path = _split_registry(name, text)
     if registry == DOCKER_HUB and "/" not in path:
         path = f"library/{path}"
-    if len(registry) + 1 + len(path) > 255:
-        raise BadReference(f"invalid image reference {text!r}: name longer than 255 characters")
+    if len(path) > 255:  # the path, as Docker counts: the registry's name is not part of it
+        raise BadReference(f"invalid image reference {text!r}: path longer than 255 characters")
     if tag is None and digest is None:
         tag = "latest"
     return Reference(registry=registry, path=path, tag=tag, digest=digest)
@@ -81,9 +98,17 @@ def _split_digest(text: str) -> tuple[str, str | None]:
     name, digest = text.split("@", 1)
     if not _DIGEST.fullmatch(digest):
         raise BadReference(f"invalid image reference {text!r}: {digest!r} is not a digest")
-    if digest.startswith("sha256:") and not _SHA256.fullmatch(digest):
+    algorithm, _, encoded = digest.partition(":")
+    length = _HEX_LENGTHS.get(algorithm)
+    if length is None:
         raise BadReference(
-            f"invalid image reference {text!r}: a sha256 digest is 64 lowercase hex digits"
+            f"invalid image reference {text!r}: unsupported digest algorithm {algorithm!r} "
+            "(sha256 or sha512)"
+        )
+    if len(encoded) != length or encoded.strip("0123456789abcdef"):
+        raise BadReference(
+            f"invalid image reference {text!r}: a {algorithm} digest is {length} lowercase "
+            "hex digits"
         )
     return name, digest
 
@@ -103,7 +128,9 @@ def _split_tag(name: str, text: str) -> tuple[str, str | None]:
 
 def _split_registry(name: str, text: str) -> tuple[str, str]:
     first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
+    # Docker's rule: a first component with a dot, a colon or an upper-case letter, or
+    # `localhost`, names the registry; any other is a path on Docker Hub.
+    if rest and (_looks_like_domain(first) or first != first.lower()):
         if not _DOMAIN.fullmatch(first):
             raise BadReference(f"invalid image reference {text!r}: bad registry {first!r}")
         registry, path = first, rest
@@ -118,6 +145,40 @@ def _split_registry(name: str, text: str) -> tuple[str, str]:
                 "must be lowercase letters and digits, separated by '.', '_', '__' or '-'"
             )
     return registry, path
+
+
+def _looks_like_domain(first: str) -> bool:
+    return "." in first or ":" in first or first == "localhost"
+
+
+def registry_name(text: str) -> str:
+    """`text` as a reference's registry would be read, in its one spelling; BadReference
+    when no reference could ever name that registry (a scheme, a path, no dot or port)."""
+    if not _DOMAIN.fullmatch(text):
+        raise BadReference(
+            f"{text!r} is not a registry host (HOST or HOST:PORT, no scheme or path)"
+        )
+    if not _looks_like_domain(text) and text == text.lower():
+        raise BadReference(
+            f"{text!r} is read as a Docker Hub path in image references; a registry's name "
+            "has a dot or a port, or is localhost"
+        )
+    _, colon, port = text.rpartition("]")[2].rpartition(":")
+    if colon and not 0 < int(port) < 65536:
+        raise BadReference(f"{text!r}: port {port} is not 1-65535")
+    return canonical_registry(text)
+
+
+def canonical_registry(name: str) -> str:
+    """`name` as one spelling: lower case (DNS names are), without the https default port
+    `:443`, and `docker.io` for every name of Docker Hub. Docker pulls all of them from the
+    same place, so a setting for one must hold for every other."""
+    name = name.lower()
+    host, _, port = name.rpartition(":")
+    if _PORT.fullmatch(port) and host and not host.endswith(":"):  # not `[::1]`'s last group
+        port = str(int(port))  # `:0443` is `:443`
+        name = host if port == "443" else f"{host}:{port}"
+    return DOCKER_HUB if name in DOCKER_HUB_ALIASES else name
 
 
 def is_sha256(value: object) -> bool:

@@ -31,13 +31,20 @@ class TooLarge(Exception):
 
 
 class Headers:
-    """An answer's header fields by case-insensitive name; a repeated field keeps its first."""
+    """An answer's header fields by case-insensitive name, each with every value it was sent."""
 
-    def __init__(self, fields: dict[str, str]) -> None:
+    def __init__(self, fields: dict[str, list[str]]) -> None:
         self._fields = fields  # lower-case names
 
     def get(self, name: str, default: str = "") -> str:
-        return self._fields.get(name.lower(), default)
+        """A field that has one value (Content-Length, Location): its first."""
+        values = self._fields.get(name.lower())
+        return values[0] if values else default
+
+    def combined(self, name: str) -> str:
+        """A list field (WWW-Authenticate, Link) sent as several lines: one value, the lines
+        joined by commas in order, as RFC 9110 section 5.3 reads them."""
+        return ", ".join(self._fields.get(name.lower(), ()))
 
 
 @dataclass(frozen=True)
@@ -122,8 +129,8 @@ class Connection:
             raise ProtocolError(f"not an HTTP/1.x status line: {line[:80]!r}")
         return int(code), reason.strip(), version != "HTTP/1.0"
 
-    def _fields(self) -> dict[str, str]:
-        fields: dict[str, str] = {}
+    def _fields(self) -> dict[str, list[str]]:
+        fields: dict[str, list[str]] = {}
         for _ in range(MAX_FIELDS + 1):
             line = self._line("a header line")
             if line in (b"\r\n", b"\n"):
@@ -133,7 +140,7 @@ class Connection:
             name, colon, value = line.decode("latin-1").partition(":")
             if not colon or not name or name != name.strip():
                 raise ProtocolError(f"not a header line: {line[:80]!r}")
-            fields.setdefault(name.lower(), value.strip())
+            fields.setdefault(name.lower(), []).append(value.strip())
         raise ProtocolError(f"more than {MAX_FIELDS} header lines")
 
     def _body(self, headers: Headers, cap: int) -> tuple[bytes, bool]:

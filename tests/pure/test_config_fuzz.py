@@ -281,7 +281,9 @@ def check_loaded(loaded: config.Config, docs: list[dict[str, Any]], paths: list[
         assert dataclasses.asdict(unit.policy) == policy
         assert 0 < unit.policy.health_timeout <= 86400 and 0 <= unit.policy.settle <= 86400
         assert type(unit.policy.rollback) is bool and 0 <= unit.policy.keep_images <= 100
-    expected_hosts = [h for doc in docs for h in doc.get("registries", {})]
+    expected_hosts = [  # each registry under its one spelling
+        reference.canonical_registry(h) for doc in docs for h in doc.get("registries", {})
+    ]
     assert list(loaded.registries) == expected_hosts
     for doc in docs:
         for host, table in doc.get("registries", {}).items():

@@ -53,7 +53,7 @@ def test_reference_parse_returns_a_reference_or_a_config_error(text: str) -> Non
 def test_reference_grammar_parses_normalised_and_round_trips(parts: RefParts) -> None:
     note(parts.text)
     if not parts.valid_for_docker:
-        with pytest.raises(ConfigError, match="255"):
+        with pytest.raises(ConfigError, match="255|image ID"):
             reference.parse(parts.text)
         return
     ref = reference.parse(parts.text)
@@ -66,7 +66,8 @@ def test_reference_grammar_parses_normalised_and_round_trips(parts: RefParts) ->
     assert str(reference.parse(str(ref))) == str(ref)
     if ref.registry == reference.DOCKER_HUB:
         assert ref.api_host == reference.DOCKER_HUB_API
-        assert ref.familiar_repository == ref.path.removeprefix("library/")
+        short = ref.path.count("/") == 1
+        assert ref.familiar_repository == (ref.path.removeprefix("library/") if short else ref.path)
     else:
         assert ref.api_host == ref.registry
         assert ref.familiar_repository == ref.repository
@@ -110,7 +111,7 @@ def test_bug_reference_accepts_non_ascii_tag(text: str) -> None:
 
 
 def test_bug_reference_length_checked_before_normalising() -> None:
-    text = "a" * 245  # docker.io/ + 245 = 255 accepted; docker.io/library/ + 245 = 263
+    text = "a" * 250  # 250 accepted; library/ + 250 = 258 over the path limit
     try:
         ref = reference.parse(text)
     except ConfigError:

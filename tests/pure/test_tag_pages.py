@@ -25,6 +25,7 @@ TAGS = [f"1.{i}.0" for i in range(10)]
 class Pages(BaseHTTPRequestHandler):
     seen: list[str] = []
     link_host = ""  # a next page on another host, when set
+    other_link = False  # a Link field of another relation sent before the next page's
 
     def do_GET(self) -> None:  # noqa: N802 (http.server API)
         Pages.seen.append(self.path)
@@ -37,6 +38,8 @@ class Pages(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if Pages.other_link:
+            self.send_header("Link", '</docs/tags>; rel="help"')
         if len(rest) > n:
             target = f"/v2/acme/app/tags/list?last={page[-1]}&n={n}"
             self.send_header("Link", f'<{Pages.link_host}{target}>; rel="next"')
@@ -49,7 +52,7 @@ class Pages(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    Pages.seen, Pages.link_host = [], ""
+    Pages.seen, Pages.link_host, Pages.other_link = [], "", False
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Pages)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -95,3 +98,10 @@ def test_endless_pages_stop(server, monkeypatch):
     monkeypatch.setattr(client, "MAX_TAG_PAGES", 3)
     with pytest.raises(RegistryError, match="more than 3 pages of tags"):
         _tags(server)
+
+
+def test_the_next_page_is_found_in_any_of_several_link_fields(server, monkeypatch):
+    monkeypatch.setattr(client, "TAGS_PAGE", 4)
+    Pages.other_link = True  # RFC 9110: the two Link fields are one list
+    assert _tags(server) == TAGS
+    assert len(Pages.seen) == 3

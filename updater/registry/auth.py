@@ -60,8 +60,7 @@ class Auth:
 
     def _learn(self, api_host: str, answer: Answer) -> bool:
         """Remember the registry's challenge; False when it has none we can answer."""
-        known = {c.scheme: c for c in challenge.parse(answer.headers.get("WWW-Authenticate", ""))}
-        found = known.get("bearer") or known.get("basic")
+        found = challenge.chosen(challenge.parse(answer.headers.combined("WWW-Authenticate")))
         if found is None:
             return False
         self.cache.challenges[api_host] = found

@@ -59,6 +59,16 @@ def _params(header: str, pos: int) -> tuple[dict[str, str], int]:
     return params, pos
 
 
+def chosen(challenges: list[Challenge]) -> Challenge | None:
+    """The challenge to answer: the first Bearer, else the first Basic, as Go clients (the
+    engine's pull) choose; None when there is neither (Negotiate, Digest alone)."""
+    for scheme in ("bearer", "basic"):
+        found = next((c for c in challenges if c.scheme == scheme), None)
+        if found is not None:
+            return found
+    return None
+
+
 def basic(username: str, password: str) -> str:
     """The Basic Authorization (or Proxy-Authorization) header value for a user and password."""
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()

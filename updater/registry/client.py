@@ -144,7 +144,7 @@ class Registries:
             if answer.status != 200:
                 raise RegistryError(f"{what}: {self._explain(ref, answer)}")
             found.extend(_tag_page(answer.body, what))
-            path = _next_page(answer.headers.get("Link", ""), ref, what)
+            path = _next_page(answer.headers.combined("Link"), ref, what)
             if not path:
                 return found
         raise RegistryError(f"{what}: more than {MAX_TAG_PAGES} pages of tags")

@@ -16,7 +16,7 @@ def split_host(host: str) -> tuple[str, int | None]:
 
 def loopback(host: str) -> bool:
     """`localhost` or a loopback address, with or without a port."""
-    name, _ = split_host(host)
+    name, _ = split_host(host.lower())  # LOCALHOST is localhost: DNS names have no case
     if name == "localhost":
         return True
     try:
@@ -27,6 +27,7 @@ def loopback(host: str) -> bool:
 
 def same_site(a: str, b: str) -> bool:
     """Same host, or the same last two DNS labels (auth.docker.io and registry-1.docker.io)."""
+    a, b = a.lower(), b.lower()  # GHCR.IO is ghcr.io
     if a == b:
         return True
     if loopback(a) or loopback(b) or a.replace(".", "").isdigit():

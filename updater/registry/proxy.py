@@ -3,7 +3,8 @@ forms) read as dockerd reads them (Go's net/http/httpproxy), so that the check t
 the pull will take.
 
 - HTTPS_PROXY serves https requests, HTTP_PROXY plain-http ones; the uppercase name wins, and
-  an empty value counts as unset. `host:port` without a scheme means `http://host:port`.
+  an empty value counts as unset. `host:port` without a scheme means `http://host:port`; any
+  other scheme (https://, socks5://, socks://) is refused, never read as a host name.
 - `localhost` and loopback addresses are never proxied, whatever the variables say.
 - NO_PROXY is a comma-separated list: `*` (no proxy at all), an IP address or a CIDR range,
   `example.com` (that name and every name under it), `.example.com` (only names under it;
@@ -56,6 +57,8 @@ class Rule:
         """Whether this entry sends `host:port` (whose address is `ip`, if it is one) direct."""
         if self.network is not None:
             found = ip is not None and ip in self.network
+        elif ":" in host:  # an IPv6 literal (with a zone, which ip_address refuses) is no name
+            found = False
         else:
             found = host.endswith(self.suffix) or (self.exact and host == self.suffix[1:])
         return found and self.port in ("", port)
@@ -104,7 +107,7 @@ class Proxies:
             ip = None
         if ip is not None and ip.is_loopback:
             return False
-        return not any(rule.matches(host, port, ip) for rule in self.rules)
+        return not any(rule.matches(_ascii(host), port, ip) for rule in self.rules)
 
 
 def _first(environ: Mapping[str, str], *names: str) -> tuple[str, str] | None:
@@ -117,15 +120,15 @@ def _first(environ: Mapping[str, str], *names: str) -> tuple[str, str] | None:
 
 def parse_proxy(source: str, value: str) -> Proxy:
     """The proxy a variable names; one with `problem` set when it is not an http:// URL."""
+    if "://" not in value:  # `proxy:3128`: http:// assumed, as Go does
+        value = f"http://{value}"
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https", "socks5", "socks5h"):
-        parts = urlsplit(f"http://{value}")
     try:
         port = parts.port or _DEFAULT_PORTS.get(parts.scheme, 1080)
     except ValueError:
         port = 0
     host = parts.hostname or ""
-    if parts.scheme != "http":
+    if parts.scheme != "http":  # https://, socks5:// and any other: refused, never guessed at
         problem = f"{source} names a {parts.scheme}:// proxy; only http:// proxies are supported"
         return Proxy(host, port, source, problem=problem)
     if not host or not port:
@@ -162,10 +165,21 @@ def _rule(entry: str) -> Rule | None:
         return Rule(network=ipaddress.ip_network(host), port=port)
     except ValueError:
         pass
-    host = host.removeprefix("*")
+    host = _ascii(host.removeprefix("*"))
     if host.startswith("."):
         return Rule(suffix=host, port=port)
     return Rule(suffix=f".{host}", exact=True, port=port)
+
+
+def _ascii(name: str) -> str:
+    """An internationalised name in its ASCII (punycode) form, as Go compares them."""
+    if name.isascii():
+        return name
+    dot = "." if name.startswith(".") else ""
+    try:
+        return dot + name.removeprefix(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        return name
 
 
 def _split_entry(entry: str) -> tuple[str, str]:
