@@ -193,11 +193,11 @@ def _caret(m: re.Match[str], pre: bool) -> str:
     if _is_x(patch):
         upper = f"{major}.{int(minor) + 1}.0" if major == "0" else f"{int(major) + 1}.0.0"
         return f">={major}.{minor}.0{z} <{upper}-0"
-    lower = f">={major}.{minor}.{patch}-{tag}" if tag else f">={major}.{minor}.{patch}"
+    lower = f">={major}.{minor}.{patch}" + (f"-{tag}" if tag else "")
     if major == "0" and minor == "0":
-        return f"{lower}{'' if tag else z} <0.0.{int(patch) + 1}-0"
+        return f"{lower} <0.0.{int(patch) + 1}-0"
     if major == "0":
-        return f"{lower}{'' if tag else z} <0.{int(minor) + 1}.0-0"
+        return f"{lower} <0.{int(minor) + 1}.0-0"
     return f"{lower} <{int(major) + 1}.0.0-0"
 
 

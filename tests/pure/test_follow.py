@@ -131,11 +131,12 @@ def test_a_prerelease_counts_where_the_range_names_one_of_its_numbers() -> None:
 
 def test_prereleases_reads_the_range_as_includeprerelease_does() -> None:
     """A partial lower bound takes its own pre-releases then (`^1.2` is >=1.2.0-0), a full one
-    not (`^1.2.3` is >=1.2.3), except under `^0.` (npm's `^0.2.3` is >=0.2.3-0)."""
+    not (`^1.2.3` is >=1.2.3)."""
     assert parse("semver:^1.2").newest(["1.2.0-rc.1"], prereleases=True) == "1.2.0-rc.1"
     assert parse("semver:1.2.x").newest(["1.2.0-rc.1"], prereleases=True) == "1.2.0-rc.1"
     assert parse("semver:^1.2.3").newest(["1.2.3-rc.1"], prereleases=True) is None
-    assert parse("semver:^0.2.3").newest(["0.2.3-rc.1"], prereleases=True) == "0.2.3-rc.1"
+    assert parse("semver:^0.2.3").newest(["0.2.3-rc.1"], prereleases=True) is None
+    assert parse("semver:~1.2.3").newest(["1.2.3-rc.1"], prereleases=True) is None
     assert parse("semver:1.2 - 1.3").newest(["1.4.0-rc.1", "1.2.0-0"], prereleases=True) == (
         "1.2.0-0"
     )
@@ -338,10 +339,10 @@ def cases(draw: st.DrawFn) -> Case:
 
 def allowed(op: str, given: list[int], numbers: Numbers, pre: bool, prereleases: bool) -> bool:
     """npm's meaning, said another way: the kept numbers are equal, and not below the range; with
-    includePrerelease a partial bound (and a full one under `^0`) takes its own pre-releases."""
+    includePrerelease a partial bound takes its own pre-releases."""
     if op == "*":
         return True
-    own_pre = prereleases and (len(given) < 3 or (op == "^" and given[0] == 0))
+    own_pre = prereleases and len(given) < 3
     if op == "^":
         keep = next((i for i, n in enumerate(given) if n), len(given) - 1) + 1
     elif op == "~" or len(given) < 3:
