@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 MAX_RANGE = 1024  # int() refuses numbers past 4300 digits; no range people write comes close
@@ -24,20 +25,21 @@ _VERSION = re.compile(
     rf"v?({_NUM})(?:\.({_NUM})(?:\.({_NUM})(?:-({_IDENT}(?:\.{_IDENT})*))?{_BUILD}?)?)?"
 )
 
-# node-semver's own patterns (internal/re.js), in its names where they help to compare.
+# node-semver's own patterns (internal/re.js), in its names where they help to compare; left to
+# re's cache to compile, as a range needs them (compiling them all costs a run milliseconds).
 _PRE = rf"(?:-({_IDENT}(?:\.{_IDENT})*))"
 _XID = rf"{_NUM}|x|X|\*"
 _XPLAIN = rf"[v=\s]*({_XID})(?:\.({_XID})(?:\.({_XID})(?:{_PRE})?{_BUILD}?)?)?"
 _GTLT = r"((?:<|>)?=?)"
-_HYPHEN = re.compile(rf"\s*({_XPLAIN})\s+-\s+({_XPLAIN})\s*")
-_COMPARATOR_TRIM = re.compile(rf"(\s*){_GTLT}\s*({_XPLAIN})")
-_TILDE_TRIM = re.compile(r"(\s*)(?:~>?)\s+")
-_CARET_TRIM = re.compile(r"(\s*)\^\s+")
-_TILDE = re.compile(rf"(?:~>?){_XPLAIN}")
-_CARET = re.compile(rf"\^{_XPLAIN}")
-_XRANGE = re.compile(rf"{_GTLT}\s*{_XPLAIN}")
-_STAR = re.compile(r"(<|>)?=?\s*\*")
-_COMPARATOR = re.compile(rf"{_GTLT}\s*(v?{_NUM}\.{_NUM}\.{_NUM}{_PRE}?{_BUILD}?)")
+_HYPHEN = rf"\s*({_XPLAIN})\s+-\s+({_XPLAIN})\s*"
+_COMPARATOR_TRIM = rf"(\s*){_GTLT}\s*({_XPLAIN})"
+_TILDE_TRIM = r"(\s*)(?:~>?)\s+"
+_CARET_TRIM = r"(\s*)\^\s+"
+_TILDE = rf"(?:~>?){_XPLAIN}"
+_CARET = rf"\^{_XPLAIN}"
+_XRANGE = rf"{_GTLT}\s*{_XPLAIN}"
+_STAR = r"(<|>)?=?\s*\*"
+_COMPARATOR = rf"{_GTLT}\s*(v?{_NUM}\.{_NUM}\.{_NUM}{_PRE}?{_BUILD}?)"
 
 Numbers = tuple[int, int, int]
 
@@ -50,13 +52,14 @@ class Version:
     pre: tuple[tuple[int, int | str], ...] | None  # None for a release
     written: int  # how many numbers the tag writes: 3, or 2 or 1 for a partial version
 
+    @cached_property
     def precedence(self) -> tuple[Any, ...]:
         """Semver precedence: a release above its pre-releases, build metadata aside."""
         return (self.numbers, (1,) if self.pre is None else (0, *self.pre))
 
     def rank(self, tag: str) -> tuple[Any, ...]:
         """What the newest tag is chosen by: precedence, then the tie-breaks."""
-        return (*self.precedence(), self.written, natural(tag), tag)
+        return (*self.precedence, self.written, natural(tag), tag)
 
 
 def version(text: str) -> Version | None:
@@ -90,8 +93,7 @@ class Comparator:
         """Whether `candidate` satisfies this comparator."""
         if self.version is None:
             return True
-        mine, theirs = candidate.precedence(), self.version.precedence()
-        return _COMPARE[self.op](theirs, mine)
+        return _COMPARE[self.op](self.version.precedence, candidate.precedence)
 
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
@@ -111,8 +113,9 @@ def satisfies(alternatives: Range, candidate: Version, prereleases: bool) -> boo
 
 
 def _satisfies_all(comparators: tuple[Comparator, ...], candidate: Version, pre: bool) -> bool:
-    if not all(c.test(candidate) for c in comparators):
-        return False
+    for comparator in comparators:
+        if not comparator.test(candidate):
+            return False
     if candidate.pre is None or pre:
         return True
     # A pre-release only where the range names one of the same major.minor.patch.
@@ -135,11 +138,11 @@ def parse_range(spec: str, prereleases: bool) -> Range:
 def _alternative(text: str, pre: bool) -> tuple[Comparator, ...]:
     """One `||` alternative's comparators (node-semver's parseRange)."""
     text = re.sub(_BUILD, "", text)
-    hyphen = _HYPHEN.fullmatch(text)
+    hyphen = re.fullmatch(_HYPHEN, text) if re.search(r"\s-\s", text) else None
     text = text if hyphen is None else _hyphen(hyphen, pre)
-    text = _COMPARATOR_TRIM.sub(r"\1\2\3", text)
-    text = _TILDE_TRIM.sub(r"\1~", text)
-    text = _CARET_TRIM.sub(r"\1^", text)
+    text = re.sub(_COMPARATOR_TRIM, r"\1\2\3", text)
+    text = re.sub(_TILDE_TRIM, r"\1~", text)
+    text = re.sub(_CARET_TRIM, r"\1^", text)
     words = " ".join(_rewrite(word, pre) for word in text.split(" ")).split()
     floor = ">=0.0.0-0" if pre else ">=0.0.0"  # any version: node drops it for ""
     comparators = [_comparator(w) for w in [w for w in words if w != floor] or [""]]
@@ -155,7 +158,7 @@ def _comparator(word: str) -> Comparator:
     """A plain comparator, after the rewriting: `>=1.2.0`, `1.2.3`, or "" (any)."""
     if not word:
         return Comparator("", None)
-    found = _COMPARATOR.fullmatch(word)
+    found = re.fullmatch(_COMPARATOR, word)
     read = version(found[2]) if found else None
     if found is None or read is None:
         raise ValueError(f"{word!r} is not a comparator")
@@ -167,14 +170,14 @@ def _rewrite(word: str, pre: bool) -> str:
     word = " ".join(_whole(_CARET, w, _caret, pre) for w in word.split())
     word = " ".join(_whole(_TILDE, w, _tilde, pre) for w in word.split())
     word = " ".join(_xrange(w, pre) for w in word.split())
-    return _STAR.sub("", word.strip(), count=1)
+    return re.sub(_STAR, "", word.strip(), count=1)
 
 
 def _whole(
-    pattern: re.Pattern[str], word: str, rewrite: Callable[[re.Match[str], bool], str], pre: bool
+    pattern: str, word: str, rewrite: Callable[[re.Match[str], bool], str], pre: bool
 ) -> str:
     """`word` rewritten if `pattern` matches all of it, else as it is."""
-    found = pattern.fullmatch(word)
+    found = re.fullmatch(pattern, word)
     return word if found is None else rewrite(found, pre)
 
 
@@ -217,7 +220,7 @@ def _tilde(m: re.Match[str], pre: bool) -> str:
 
 def _xrange(word: str, pre: bool) -> str:
     """`1.x`, `>1.2`, `<=1` and the like as plain comparators (node-semver's replaceXRange)."""
-    m = _XRANGE.fullmatch(word.strip())
+    m = re.fullmatch(_XRANGE, word.strip())
     if m is None:
         return word.strip()
     op, major, minor, patch = m[1], m[2], m[3], m[4]
