@@ -51,6 +51,37 @@ def test_semver_policy_deploys_the_newest_tag_its_range_allows(machine, new_app,
     assert '"tag": "1.1.0"' in done.stdout and '"status": "current"' in done.stdout
 
 
+def test_an_image_as_ci_builds_it_is_followed_checked_and_deployed(
+    machine, new_app, system_registry
+):
+    """docker/build-push-action's default shape: the tag is an OCI index of the image and its
+    attestation manifest (unknown/unknown, in-toto layer). The index is what follow chooses,
+    the run pulls by its digest and deploys, and check then finds current."""
+    app = new_app(follow="semver:^1")
+    path = app.ref.rsplit(":", 1)[0].split("/", 1)[1]
+    app.publish("v1", tags=("prod", "1.0.0"))
+    app.install()
+    configure(machine, app)
+    app.publish("v2", tags=("1.1.0",))
+    index = system_registry.as_buildx_pushes_it(path, "1.1.0")
+
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 0, reports
+    assert (report["outcome"], report["to_digest"], report["tag"]) == ("updated", index, "1.1.0")
+    assert app.running_image() == app.images["v2"]
+
+    system_registry.clear_log()
+    code, reports = updater(machine)
+    assert code == 0 and outcome(reports, app)["outcome"] == "unchanged"
+    assert _requests(system_registry) == [
+        ("GET", f"/v2/{path}/tags/list"),
+        ("HEAD", f"/v2/{path}/manifests/1.1.0"),
+    ]
+    done = machine.run("/opt/updater/bin/updater", "check", "--json", check=False)
+    assert f'"remote_digest": "{index}"' in done.stdout and '"status": "current"' in done.stdout
+
+
 def test_min_age_holds_a_new_digest_back_until_it_is_old_enough(machine, new_app, system_registry):
     app = new_app(min_age="1h")
     app.publish("v1")
