@@ -10,6 +10,8 @@
 #   cosign         sid's cosign 3.x (a static binary), which signs the images the signature tests verify
 #   etcd           sid's etcd-server and etcd-client 3.5 (static binaries), the fleet store the
 #                  etcd tier runs as a 3-member cluster (Debian 12 has only 3.4.23)
+#   crane          sid's crane (go-containerregistry), whose `crane registry serve` is the second
+#                  registry implementation the registry tier runs against
 set -euo pipefail
 
 ENGINES=${ENGINES:-/var/tmp/updater-engines}
@@ -19,6 +21,7 @@ declare -A WANTED=(
     [containerd-2]="containerd=2.1.9+ds1-5"  # with the host's runc: sid's needs glibc 2.38
     [cosign]="cosign=3.1.1-2"
     [etcd]="etcd-server=3.5.30-2 etcd-client=3.5.30-2"
+    [crane]="crane=0.20.7+ds1-5"
 )
 
 missing=()

@@ -1062,31 +1062,54 @@ class Registry:
             digest, body = self._push_single(
                 repo, seed, OCI_MANIFEST, OCI_CONFIG, OCI_LAYER, created
             )
-            att_digest, att_body = self._push_attestation(repo, seed, digest)
-            index = {
-                "schemaVersion": 2,
-                "mediaType": OCI_INDEX,
-                "manifests": [
-                    {
-                        "mediaType": OCI_MANIFEST,
-                        "digest": digest,
-                        "size": len(body),
-                        "platform": amd64,
-                    },
-                    {
-                        "mediaType": OCI_MANIFEST,
-                        "digest": att_digest,
-                        "size": len(att_body),
-                        "annotations": {
-                            "vnd.docker.reference.digest": digest,
-                            "vnd.docker.reference.type": "attestation-manifest",
-                        },
-                        "platform": {"architecture": "unknown", "os": "unknown"},
-                    },
-                ],
-            }
-            return self.put_manifest(repo, tag, OCI_INDEX, _canonical(index))
+            return self._put_attested(repo, tag, seed, digest, body)
         raise ValueError(f"unknown image kind {kind!r}")
+
+    def _put_attested(self, repo: str, tag: str, seed: str, digest: str, body: bytes) -> str:
+        """Put under `tag` an OCI index of the linux/amd64 image `digest` and an attestation of
+        it, as buildx pushes them; the index's digest."""
+        att_digest, att_body = self._push_attestation(repo, seed, digest)
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": digest,
+                    "size": len(body),
+                    "platform": {"architecture": "amd64", "os": "linux"},
+                },
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": att_digest,
+                    "size": len(att_body),
+                    "annotations": {
+                        "vnd.docker.reference.digest": digest,
+                        "vnd.docker.reference.type": "attestation-manifest",
+                    },
+                    "platform": {"architecture": "unknown", "os": "unknown"},
+                },
+            ],
+        }
+        return self.put_manifest(repo, tag, OCI_INDEX, _canonical(index))
+
+    def as_buildx_pushes_it(self, repo: str, tag: str) -> str:
+        """Re-push the image `repo:tag` (as an engine pushed it) in the shape
+        docker/build-push-action pushes by default: an OCI index of the image, as an OCI
+        manifest of the same config and layers, and its attestation manifest; the tag's new
+        digest, the index's."""
+        pushed = self._call(
+            "GET", f"/v2/{repo}/manifests/{tag}", repo, (200,), headers={"Accept": DOCKER_MANIFEST}
+        ).json()
+        oci = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {**pushed["config"], "mediaType": OCI_CONFIG},
+            "layers": [{**layer, "mediaType": OCI_LAYER} for layer in pushed["layers"]],
+        }
+        body = _canonical(oci)
+        digest = self.put_manifest(repo, _sha256(body), OCI_MANIFEST, body)
+        return self._put_attested(repo, tag, tag, digest, body)
 
     def manifest_digest(self, repo: str, tag: str) -> str:
         """Docker-Content-Digest of `HEAD /v2/<repo>/manifests/<tag>` (all four types accepted)."""

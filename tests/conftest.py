@@ -20,6 +20,7 @@ import pytest
 from testbed import PROJECT, needs
 from testbed.apps import App
 from testbed.cli import Cli
+from testbed.crane import CraneRegistry
 from testbed.engine import Dockerd
 from testbed.etcd import Cluster
 from testbed.machine import Machine, python_wheels, updater_machine
@@ -57,11 +58,17 @@ def engine_env(dockerd: Dockerd, monkeypatch: pytest.MonkeyPatch) -> Dockerd:
 
 @pytest.fixture
 def registry_factory(tmp_path: Path) -> Iterator:
-    needs("docker-registry")
+    """Starts registries: Debian's docker-registry, or with `implementation="crane"`
+    go-containerregistry's (no auth, no TLS)."""
     started: list[Registry] = []
 
-    def start(**kwargs: object) -> Registry:
-        registry = Registry(tmp_path / f"registry{len(started)}", **kwargs)  # type: ignore[arg-type]
+    def start(implementation: str = "distribution", **kwargs: object) -> Registry:
+        workdir = tmp_path / f"registry{len(started)}"
+        if implementation == "crane":
+            registry: Registry = CraneRegistry(workdir, **kwargs)  # type: ignore[arg-type]
+        else:
+            needs("docker-registry")
+            registry = Registry(workdir, **kwargs)  # type: ignore[arg-type]
         registry.start()
         started.append(registry)
         return registry
@@ -72,8 +79,9 @@ def registry_factory(tmp_path: Path) -> Iterator:
 
 
 @pytest.fixture
-def registry(registry_factory) -> Registry:
-    return registry_factory()
+def registry(request: pytest.FixtureRequest, registry_factory) -> Registry:
+    """Debian's docker-registry; with testbed.crane.BOTH_REGISTRIES, also crane's."""
+    return registry_factory(getattr(request, "param", "distribution"))
 
 
 @pytest.fixture

@@ -44,6 +44,35 @@ TAGS = [
         ("^v1", "1.9.9"),
         ("^3", None),
         ("1.2.4", None),
+        # x-ranges
+        ("1.x", "1.9.9"),
+        ("1.2.x", "1.2.9"),
+        ("1.2.*", "1.2.9"),
+        ("0.2.X", "0.2.9"),
+        ("x", "2.1.0"),
+        # comparators and their AND
+        (">=1.2 <2", "1.9.9"),
+        (">=1.0.0", "2.1.0"),
+        ("<2.0.0-0", "1.9.9"),
+        ("<1.2.3", "1.2.0"),
+        (">1.2.3 <=1.3.0", "1.3.0"),
+        (">1.2", "2.1.0"),  # >=1.3.0
+        ("<=1.2", "1.2.9"),  # <1.3.0-0
+        ("=1.2.3", "1.2.3"),
+        (">= 1.2.3 < 1.3", "1.2.9"),
+        (">=1.2.3 <1.2.3", None),
+        # alternatives
+        ("^0.2 || ^1.2.3 <1.3", "1.2.9"),
+        ("0.0.x || 0.2.x", "0.2.9"),
+        ("^4 || ~0.0.3", "0.0.4"),
+        # hyphen ranges
+        ("1.2 - 1.3", "1.3.0"),  # <1.4.0-0
+        ("0.0.3 - 0.2.3", "0.2.3"),
+        ("1.2.3 - 2", "2.1.0"),  # <3.0.0-0
+        # a pre-release floor, build metadata, ~>
+        ("^1.2.3-rc.0", "1.9.9"),
+        ("^1.2.3+build", "1.9.9"),
+        ("~>1.2", "1.2.9"),
     ],
 )
 def test_each_range_form_picks_the_newest_release_it_allows(
@@ -86,6 +115,32 @@ def test_prereleases_count_only_when_asked() -> None:
     assert policy.newest(tags, prereleases=True) == "1.3.0-rc.1"
     assert policy.newest(["1.3.0-rc.1", "1.3.0"], prereleases=True) == "1.3.0"
     assert policy.newest(["1.3.0-rc.1"]) is None
+
+
+def test_a_prerelease_counts_where_the_range_names_one_of_its_numbers() -> None:
+    """npm's rule: without `prereleases`, 1.2.3-rc.1 only where a comparator names a 1.2.3-x."""
+    policy = parse("semver:^1.2.3-rc.0")
+    assert policy.newest(["1.2.2", "1.2.3-rc.1"]) == "1.2.3-rc.1"
+    assert policy.newest(["1.2.3-rc.1", "1.2.3"]) == "1.2.3"
+    assert policy.newest(["1.2.4-rc.1", "1.2.3-alpha"]) is None  # another patch; below rc.0
+    assert policy.newest(["1.2.4-rc.1"], prereleases=True) == "1.2.4-rc.1"
+    assert parse("semver:>=1.2.3-rc.0 <1.2.3 || ^2").newest(["1.2.3-rc.2", "2.1.0-rc.1"]) == (
+        "1.2.3-rc.2"
+    )
+
+
+def test_prereleases_reads_the_range_as_includeprerelease_does() -> None:
+    """A partial lower bound takes its own pre-releases then (`^1.2` is >=1.2.0-0), a full one
+    not (`^1.2.3` is >=1.2.3)."""
+    assert parse("semver:^1.2").newest(["1.2.0-rc.1"], prereleases=True) == "1.2.0-rc.1"
+    assert parse("semver:1.2.x").newest(["1.2.0-rc.1"], prereleases=True) == "1.2.0-rc.1"
+    assert parse("semver:^1.2.3").newest(["1.2.3-rc.1"], prereleases=True) is None
+    assert parse("semver:^0.2.3").newest(["0.2.3-rc.1"], prereleases=True) is None
+    assert parse("semver:~1.2.3").newest(["1.2.3-rc.1"], prereleases=True) is None
+    assert parse("semver:1.2 - 1.3").newest(["1.4.0-rc.1", "1.2.0-0"], prereleases=True) == (
+        "1.2.0-0"
+    )
+    assert parse("semver:^1.2").newest(["1.2.0-rc.1"]) is None
 
 
 @pytest.mark.parametrize(
@@ -183,7 +238,7 @@ def test_text_is_kept_as_configured() -> None:
 
 POLICY_MESSAGE = """'{}' is not a tag policy: "semver:^1.2", "semver:~1" or "regex:PATTERN\""""
 EMPTY_REGEX_MESSAGE = """'regex:' has no pattern: "regex:PATTERN", e.g. "regex:prod-[0-9]+\""""
-RANGE_MESSAGE = """'{}' is not a semver range: "^1.2.3", "~1.2.3", "1.2.3" (exactly), "1.2" (as ~1.2) or "*"; 1 to 3 numbers, v allowed"""
+RANGE_MESSAGE = """'{}' is not a semver range ({}): npm's, such as "^1.2.3", "~1.2", "1.2.x", ">=1.2 <2", "1.2 - 2.3" or "^1 || ^2\""""
 
 
 @pytest.mark.parametrize(
@@ -196,17 +251,33 @@ def test_not_a_policy_names_the_forms(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "range_",
+    ("range_", "comparator"),
     [
-        "", ">=1", "^a", "^1.2.3.4", "^1 ", " ^1", "^ 1", "1 .2", "^", "~", "v", "^1.", "1..2",
-        "^01", "1.2.3-rc.1", "1.2.3+b", "=1.2.3", "1.x", "**", "^*", "^1,^2", "V1",
-        pytest.param("1" * 5000, id="more digits than int() reads"),
+        ("^a", "^a"), ("^1.2.3.4", "^1.2.3.4"), ("1 .2", ".2"), ("^", "^"), ("~", "~"), ("v", "v"),
+        ("^1.", "^1."), ("1..2", "1..2"), ("^01", "^01"), ("**", "*"), ("^1,^2", "^1,^2"),
+        ("V1", "V1"), ("latest", "latest"), (">", ">"), (">=a", ">=a"), ("x.1", "x.1"),
+        ("1.x.5", "1.x.5"), ("1.2 -", "-"), ("1.2.3 - 2 - 3", "-"), ("^1.2.3-", "^1.2.3-"),
+        (">=1.2.3 <", "<"), ("1.2 || ^a", "^a"), ("=1.2.3 - 2", ">==1.2.3"),
     ],
 )  # fmt: skip
-def test_bad_range_names_the_accepted_forms(range_: str) -> None:
+def test_bad_range_names_the_comparator_and_the_forms(range_: str, comparator: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse(f"semver:{range_}")
-    assert str(caught.value) == RANGE_MESSAGE.format(range_)
+    detail = f"{comparator!r} is not a comparator"
+    assert str(caught.value) == RANGE_MESSAGE.format(range_, detail)
+
+
+def test_range_too_long_or_empty_is_refused() -> None:
+    with pytest.raises(ValueError) as caught:
+        parse("semver:" + "1" * 5000)  # more digits than int() reads
+    assert str(caught.value) == RANGE_MESSAGE.format("1" * 5000, "longer than 1024 characters")
+    for empty in ["", " ", "\t"]:  # npm reads these as *: here more likely a value left out
+        with pytest.raises(ValueError) as caught:
+            parse(f"semver:{empty}")
+        assert (
+            str(caught.value)
+            == f"""{empty!r} is not a semver range: empty (write "*" for any version)"""
+        )
 
 
 def test_bad_regex_gives_re_message() -> None:
@@ -266,10 +337,12 @@ def cases(draw: st.DrawFn) -> Case:
     return text, op, given, tags
 
 
-def allowed(op: str, given: list[int], numbers: Numbers, pre: bool) -> bool:
-    """npm's meaning, said another way: the kept numbers are equal, and not below the range."""
+def allowed(op: str, given: list[int], numbers: Numbers, pre: bool, prereleases: bool) -> bool:
+    """npm's meaning, said another way: the kept numbers are equal, and not below the range; with
+    includePrerelease a partial bound takes its own pre-releases."""
     if op == "*":
         return True
+    own_pre = prereleases and len(given) < 3
     if op == "^":
         keep = next((i for i, n in enumerate(given) if n), len(given) - 1) + 1
     elif op == "~" or len(given) < 3:
@@ -278,7 +351,7 @@ def allowed(op: str, given: list[int], numbers: Numbers, pre: bool) -> bool:
         keep = 3
     lower = three(tuple(given))
     return list(numbers[:keep]) == given[:keep] and (
-        numbers > lower or (numbers == lower and not pre)
+        numbers > lower or (numbers == lower and (not pre or own_pre))
     )
 
 
@@ -305,7 +378,7 @@ def test_newest_is_an_accepted_tag_none_ranks_above(case: Case, prereleases: boo
         for tag, parts in items
         if parts is not None
         and (prereleases or not parts[1])
-        and allowed(op, given, three(parts[0]), bool(parts[1]))
+        and allowed(op, given, three(parts[0]), bool(parts[1]), prereleases)
     }
     # Each tag alone, and each pair that semver ranks apart, so that a wrong judgement shows
     # even when the tag it concerns is not the newest.

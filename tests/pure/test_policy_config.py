@@ -42,7 +42,11 @@ def test_defaults_carry_min_age_and_a_unit_overrides_it(main_file):
     ("text", "message"),
     [
         ('follow = "^1.2"\n', "units.\"app.service\".follow: '^1.2' is not a tag policy"),
-        ('follow = "semver:>=1"\n', 'units."app.service".follow:'),
+        (
+            'follow = "semver:>=1 <2 || 3.x.5"\n',
+            "config.toml: units.\"app.service\".follow: '>=1 <2 || 3.x.5' is not a semver range "
+            "('3.x.5' is not a comparator): npm's, such as",
+        ),
         ('follow = "regex:("\n', 'units."app.service".follow:'),
         ("follow = 1\n", 'units."app.service".follow: must be a string like "semver:^1.2"'),
         ('prereleases = "yes"\n', "units.\"app.service\".prereleases: 'yes' is not true or false"),

@@ -1,5 +1,6 @@
 """Registry tier: the gates a new digest passes before it is pulled (updater.gates), against a
-real docker-registry and images signed by the real cosign: the minimum age by the image's build
+real docker-registry (and go-containerregistry's, for what the pull path reads of the registry)
+and images signed by the real cosign: the minimum age by the image's build
 time or by when the digest was first seen, the signature's grace for CI to push it, rejection.
 """
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed.crane import BOTH_REGISTRIES
 from testbed.signing import Cosign
 from updater import gates
 from updater.check import Checked, Status
@@ -44,6 +46,7 @@ def _stamp(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@BOTH_REGISTRIES
 def test_min_age_counts_from_the_build_time_read_once(registry, registries, state):
     built = datetime.now(UTC) - timedelta(minutes=30)
     digest = registry.push_image("acme/app", "prod", seed="young", created=_stamp(built))
@@ -65,6 +68,7 @@ def test_min_age_counts_from_the_build_time_read_once(registry, registries, stat
     assert gates.admit(old, digest, registries, state, approved=False) is None
 
 
+@BOTH_REGISTRIES
 def test_min_age_reads_the_build_time_of_this_platform_in_an_index(registry, registries, state):
     built = datetime.now(UTC) - timedelta(hours=3)
     digest = registry.push_image(
@@ -87,6 +91,7 @@ def test_without_a_build_time_min_age_counts_from_first_sight(registry, registri
     assert gates.admit(checked, digest, registries, state, approved=False) is None
 
 
+@BOTH_REGISTRIES
 def test_an_unsigned_digest_waits_for_its_signature_then_is_rejected(
     registry, registries, state, tmp_path
 ):

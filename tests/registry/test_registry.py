@@ -1,4 +1,5 @@
-"""Registry tier: the remote digest by HEAD, against Debian's docker-registry in each auth mode.
+"""Registry tier: the remote digest by HEAD, against Debian's docker-registry in each auth mode,
+and go-containerregistry's (`crane registry serve`, no auth) for every manifest type.
 
 Every test asserts what the registry itself logged: one successful HEAD per check, no GET, no
 blob request, and at most one token request per repository in a run.
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from testbed.crane import BOTH_REGISTRIES
 from updater.config import RegistrySettings
 from updater.credentials import DockerConfig
 from updater.errors import RegistryError
@@ -41,6 +43,7 @@ def assert_polite(registry, heads: int, challenges: int = 0) -> None:
 
 
 @pytest.mark.parametrize("kind", ["docker", "oci", "oci-index", "docker-list"])
+@BOTH_REGISTRIES
 def test_every_manifest_type_costs_one_head(registry, docker_config, kind):
     digest = registry.push_image("acme/app", "prod", seed=kind, kind=kind)
     registry.clear_log()
@@ -48,6 +51,7 @@ def test_every_manifest_type_costs_one_head(registry, docker_config, kind):
     assert_polite(registry, heads=1)
 
 
+@BOTH_REGISTRIES
 def test_oci_index_with_attestation_gives_the_index_digest(registry, docker_config):
     digest = registry.push_image("acme/app", "prod", seed="attested", kind="oci-index")
     registry.clear_log()
@@ -55,6 +59,7 @@ def test_oci_index_with_attestation_gives_the_index_digest(registry, docker_conf
     assert_polite(registry, heads=1)
 
 
+@BOTH_REGISTRIES
 def test_missing_tag_is_an_error_naming_it(registry, docker_config):
     registry.push_image("acme/app", "prod", seed="x")
     with pytest.raises(RegistryError, match=r"404.*does the tag 'nope' exist"):

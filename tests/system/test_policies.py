@@ -1,6 +1,7 @@
 """System tier: the policies that choose and gate a new digest (issue 14), in a real systemd with
-the tests' dockerd and registry: a tag policy deploys the newest tag its range allows, a minimum
-age holds a new digest back, and a signature gate never pulls a digest it cannot verify.
+the tests' dockerd and registry: a tag policy deploys the newest tag its range allows (also an
+image as CI builds it, on go-containerregistry's registry too), a minimum age holds a new digest
+back, and a signature gate never pulls a digest it cannot verify.
 
 Assertions are on the JSON report, the image the container runs, what the engine holds and the
 requests the registry logged.
@@ -12,7 +13,8 @@ import json
 
 import pytest
 
-from testbed.apps import configure, outcome, updater
+from testbed.apps import App, configure, outcome, updater
+from testbed.crane import CraneRegistry
 
 pytestmark = pytest.mark.system
 
@@ -49,6 +51,55 @@ def test_semver_policy_deploys_the_newest_tag_its_range_allows(machine, new_app,
 
     done = machine.run("/opt/updater/bin/updater", "check", "--json", check=False)
     assert '"tag": "1.1.0"' in done.stdout and '"status": "current"' in done.stdout
+
+
+@pytest.fixture(scope="module")
+def crane_registry(tmp_path_factory):
+    """go-containerregistry's registry, the second implementation, for this module's machine."""
+    with CraneRegistry(tmp_path_factory.mktemp("crane")) as registry:
+        yield registry
+
+
+@pytest.mark.parametrize("implementation", ["distribution", "crane"])
+def test_an_image_as_ci_builds_it_is_followed_checked_and_deployed(
+    machine, dockerd, request, implementation
+):
+    """docker/build-push-action's default shape: the tag is an OCI index of the image and its
+    attestation manifest (unknown/unknown, in-toto layer). The index is what follow chooses,
+    the run pulls by its digest and deploys, and check then finds current; on both registries."""
+    registry = request.getfixturevalue(
+        "system_registry" if implementation == "distribution" else "crane_registry"
+    )
+    app = App(machine, dockerd, registry.host, follow="semver:^1")
+    try:
+        _deploy_an_attested_index(machine, app, registry)
+    finally:
+        machine.run("systemctl", "stop", app.unit, check=False)
+
+
+def _deploy_an_attested_index(machine, app: App, system_registry) -> None:
+    path = app.ref.rsplit(":", 1)[0].split("/", 1)[1]
+    app.publish("v1", tags=("prod", "1.0.0"))
+    app.install()
+    configure(machine, app)
+    app.publish("v2", tags=("1.1.0",))
+    index = system_registry.as_buildx_pushes_it(path, "1.1.0")
+
+    code, reports = updater(machine)
+    report = outcome(reports, app)
+    assert code == 0, reports
+    assert (report["outcome"], report["to_digest"], report["tag"]) == ("updated", index, "1.1.0")
+    assert app.running_image() == app.images["v2"]
+
+    system_registry.clear_log()
+    code, reports = updater(machine)
+    assert code == 0 and outcome(reports, app)["outcome"] == "unchanged"
+    assert _requests(system_registry) == [
+        ("GET", f"/v2/{path}/tags/list"),
+        ("HEAD", f"/v2/{path}/manifests/1.1.0"),
+    ]
+    done = machine.run("/opt/updater/bin/updater", "check", "--json", check=False)
+    assert f'"remote_digest": "{index}"' in done.stdout and '"status": "current"' in done.stdout
 
 
 def test_min_age_holds_a_new_digest_back_until_it_is_old_enough(machine, new_app, system_registry):

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from updater.config import RegistrySettings
 from updater.credentials import DockerConfig
@@ -134,8 +134,9 @@ class Registries:
 
     def tags(self, ref: Reference) -> list[str]:
         """Every tag of `ref`'s repository: one tags-list request per page of TAGS_PAGE, following
-        the registry's `Link: <...>; rel="next"` (at most MAX_TAG_PAGES pages)."""
-        found: list[str] = []
+        the registry's `Link: <...>; rel="next"`, or after a full page without one asking for
+        the tags after its last (the OCI spec's `last`), at most MAX_TAG_PAGES pages."""
+        found: dict[str, None] = {}  # in the registry's order, once each
         path = f"tags/list?n={TAGS_PAGE}"
         what = f"listing the tags of {ref.repository}"
         for _ in range(MAX_TAG_PAGES):
@@ -143,10 +144,15 @@ class Registries:
                 answer = self._api(ref, "GET", path, "application/json", MANIFEST_CAP)
             if answer.status != 200:
                 raise RegistryError(f"{what}: {self._explain(ref, answer)}")
-            found.extend(_tag_page(answer.body, what))
+            page, before = _tag_page(answer.body, what), len(found)
+            found.update(dict.fromkeys(page))
             path = _next_page(answer.headers.combined("Link"), ref, what)
+            # A full page may have more after it (go-containerregistry sends no Link); one that
+            # brought nothing new is a registry that ignores `last` (Docker's 2.8): the end.
+            if not path and len(page) == TAGS_PAGE and len(found) > before:
+                path = f"tags/list?n={TAGS_PAGE}&last={quote(page[-1], safe='')}"
             if not path:
-                return found
+                return list(found)
         raise RegistryError(f"{what}: more than {MAX_TAG_PAGES} pages of tags")
 
     def referrers(self, ref: Reference, digest: str) -> list[dict[str, Any]]:
