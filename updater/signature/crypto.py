@@ -33,9 +33,11 @@ def verifies(
     prehashed: bool = False,
 ) -> bool:
     """Whether `signature` is the signature of `spki`'s key over `message` (already its
-    `hash_name` hash when `prehashed`). Without `hash_name`, the hash cosign uses for the key.
-    ValueError when the key cannot be used."""
+    `hash_name` hash when `prehashed`; SHA-256, SHA-384 or SHA-512). Without `hash_name`, the
+    hash cosign uses for the key. ValueError when the key cannot be used."""
     kind = key_type(spki)
+    if hash_name is not None and hash_name not in _DIGEST_INFO:
+        return False  # SHA-2 only: SHA-1's and MD5's collisions make signatures forgeable
     hashes = [hash_name] if hash_name else list(dict.fromkeys([_CURVE_HASH.get(kind), "sha256"]))
     if kind == "RSA":
         return any(_rsa(spki, signature, message, h, prehashed) for h in hashes if h)
