@@ -33,6 +33,12 @@ def der(tag: int, content: bytes) -> bytes:
     return bytes([tag, 0x80 | size]) + len(content).to_bytes(size, "big") + content
 
 
+def content(element: bytes) -> bytes:
+    """The content of the DER element `element`, without its tag and length."""
+    start = _content_start(element)
+    return element[start : start + _length(element)]
+
+
 def parts(element: bytes) -> list[bytes]:
     """The DER elements inside the constructed DER element `element`, each whole."""
     found, pos = [], _content_start(element)

@@ -42,13 +42,14 @@ def verifies(
     if kind == "RSA":
         return any(_rsa(spki, signature, message, h, prehashed) for h in hashes if h)
     try:
-        key = ecdsa.VerifyingKey.from_der(spki)
+        # Uncompressed points only, as Go's crypto/x509 (so cosign) reads keys.
+        key = ecdsa.VerifyingKey.from_der(spki, valid_encodings=("uncompressed",))
     except (UnexpectedDER, MalformedPointError, ValueError) as err:
         raise ValueError(f"its {kind} key does not parse ({err})") from err
     if kind == "Ed25519":
         return not prehashed and _quietly(key.verify, signature, message)
     if prehashed:
-        return _quietly(key.verify_digest, signature, message, sigdecode=sigdecode_der)
+        return _quietly(key.verify_digest, signature, message, sigdecode_der, allow_truncate=True)
     return any(
         _quietly(key.verify, signature, message, getattr(hashlib, h), sigdecode_der)
         for h in hashes
