@@ -29,7 +29,7 @@ CERTIFICATE = "dev.sigstore.cosign/certificate"
 LOG_BUNDLE = "dev.sigstore.cosign/bundle"
 PAYLOAD_CAP = 64 * 1024  # cosign's payloads are a few hundred bytes
 BUNDLE_CAP = 256 * 1024  # a bundle with a certificate chain and inclusion proofs: ~10 KiB
-# What makes one candidate unusable, and only it: the registry itself answered.
+# What makes one candidate unusable and no other: the registry answered, not with a signature.
 SKIPPED = (BadContent, *MALFORMED)
 
 log = logging.getLogger("updater")
