@@ -23,6 +23,11 @@ class ManifestUnknown(RegistryError):
     """The registry answered 404: no such tag or manifest in that repository."""
 
 
+class BadContent(RegistryError):
+    """What the registry served for a digest hashes otherwise, or a blob is larger than asked
+    for: that one manifest or blob is unusable, whoever pushed or stored it."""
+
+
 class SignatureError(UpdaterError):
     """No signature of a digest verified against its unit's policy: the digest is not pulled."""
 

@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -472,3 +473,131 @@ def test_a_bundle_whose_checkpoint_the_log_did_not_sign_is_rejected(bed, tmp_pat
                 bed.verified(repo, digest, policy)
     finally:
         forger.stop()
+
+
+# --------------------------------------------------------------------------- bad candidates
+
+
+def corrupt_blob(bed: Bed, digest: str) -> None:
+    """Flip a byte of the blob where the registry stores it: it serves it as it is, its
+    digest no longer its bytes' (a broken disk, or whoever can write the storage)."""
+    data = bed.registry.storage / "docker/registry/v2/blobs/sha256" / digest[7:9] / digest[7:]
+    stored = bytearray((data / "data").read_bytes())
+    stored[0] ^= 0x20
+    (data / "data").write_bytes(bytes(stored))
+
+
+def bad_layer(bed: Bed, repo: str, kind: str, number: int = 1) -> dict[str, Any]:
+    """A simple signing layer whose blob is corrupt in storage, or larger than a payload may be;
+    its blob is this repository's and this `number`'s own."""
+    payload = f'{{"critical": {{"bad": "{repo}", "number": {number}}}}}'.encode()
+    if kind == "too large":
+        payload += b" " * 65536
+    digest = bed.registry.upload_blob(repo, payload)
+    if kind == "corrupt":
+        corrupt_blob(bed, digest)
+    return {
+        "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+        "size": len(payload),
+        "digest": digest,
+        "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="},
+    }
+
+
+def push_sig(bed: Bed, repo: str, digest: str, layers: list[dict[str, Any]]) -> None:
+    config = bed.registry.upload_blob(repo, b"{}")
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "size": 2,
+            "digest": config,
+        },
+        "layers": layers,
+    }
+    tag = f"{digest.replace(':', '-')}.sig"
+    bed.registry.put_manifest(repo, tag, OCI_MANIFEST, json.dumps(manifest).encode())
+
+
+BAD = {
+    "corrupt": r"unreadable \(reading blob sha256:[0-9a-f]{64} of \S+: its bytes hash otherwise\)",
+    "too large": r"unreadable \(reading blob sha256:[0-9a-f]{64} of \S+: it is larger than 65536 bytes\)",
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD))
+def test_a_bad_layer_before_a_good_one_in_the_sig_tag_is_skipped(bed, kind, caplog):
+    repo, digest = bed.push(f"bad-layer-{kind.replace(' ', '-')}")
+    bed.cosign.sign(f"{bed.registry.host}/{repo}@{digest}", bed.files["signer.key"], bundle=False)
+    tag = f"{digest.replace(':', '-')}.sig"
+    good = json.loads(bed.read(repo, f"manifests/{tag}"))["layers"]
+    push_sig(bed, repo, digest, [bad_layer(bed, repo, kind), *good])
+    with caplog.at_level("DEBUG", logger="updater"):
+        account = bed.verified(repo, digest, bed.policy("key"))
+    assert account == f"cosign signature (the .sig tag, layer 2) by key {bed.files['signer.pub']}"
+    assert re.search(
+        f"{repo}@{digest}: skipping the signature in the .sig tag, layer 1: {BAD[kind]}",
+        caplog.text,
+    )
+    push_sig(bed, repo, digest, [bad_layer(bed, repo, kind, 2)])  # a bad one alone
+    with pytest.raises(SignatureError, match=f": the .sig tag: {BAD[kind]}$"):
+        bed.verified(repo, digest, bed.policy("key"))
+
+
+def test_a_bad_sig_tag_never_hides_a_good_bundle(bed):
+    repo, digest = bed.push("bad-sig-good-bundle")
+    bed.cosign.sign(f"{bed.registry.host}/{repo}@{digest}", bed.files["signer.key"], bundle=True)
+    push_sig(
+        bed, repo, digest, [bad_layer(bed, repo, "corrupt"), bad_layer(bed, repo, "too large", 2)]
+    )
+    account = bed.verified(repo, digest, bed.policy("key"))
+    assert account.startswith("Sigstore bundle (the referrer sha256:")
+    blobs = [(path, status) for method, path, status in requested(bed) if "/blobs/" in path]
+    assert len(blobs) == 3 and all(status == 200 for _, status in blobs)  # 2 bad, then the bundle
+
+
+def test_a_corrupt_bundle_never_hides_a_good_one(bed):
+    """Two bundle referrers, the first one listed corrupt."""
+    repo, digest = bed.push("bad-bundle")
+    image = f"{bed.registry.host}/{repo}@{digest}"
+    bed.cosign.sign(image, bed.files["signer.key"], bundle=True)
+    good = referrer(bed, repo, digest)
+    bed.cosign.sign(image, bed.files["other.key"], bundle=True)
+    tag = digest.replace(":", "-")
+    index = json.loads(bed.read(repo, f"manifests/{tag}", OCI_INDEX))
+    index["manifests"].sort(key=lambda entry: entry["digest"] == good)  # the good one last
+    bed.registry.put_manifest(repo, tag, OCI_INDEX, json.dumps(index).encode())
+    corrupt = referrer(bed, repo, digest)
+    assert corrupt != good
+    corrupt_blob(bed, layer_digest(bed, repo, corrupt))
+    account = bed.verified(repo, digest, bed.policy("key"))
+    assert account == f"Sigstore bundle (the referrer {good[:19]}) by key {bed.files['signer.pub']}"
+    with pytest.raises(  # the other key's bundle is unreadable; the good one is not its
+        SignatureError,
+        match=r": it is signed by another key, not by key \S+ \(2 signatures, none verified\)$",
+    ):
+        bed.verified(repo, digest, Verify(key=bed.files["other.pub"]))
+
+
+def test_a_crowded_sig_tag_hides_no_bundle(bed):
+    """40 layers that do not verify in the `.sig` tag: MAX_CANDIDATES of them are read, then
+    the referrers still are."""
+    repo, digest = bed.push("crowded")
+    bed.cosign.sign(f"{bed.registry.host}/{repo}@{digest}", bed.files["signer.key"], bundle=True)
+    layers = []
+    for number in range(40):
+        payload = f'{{"critical": {{"number": {number}}}}}'.encode()
+        layers.append(
+            {
+                "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                "size": len(payload),
+                "digest": bed.registry.upload_blob(repo, payload),
+                "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="},
+            }
+        )
+    push_sig(bed, repo, digest, layers)
+    account = bed.verified(repo, digest, bed.policy("key"))
+    assert account.startswith("Sigstore bundle (the referrer sha256:")
+    blobs = [path for method, path, _ in requested(bed) if "/blobs/" in path]
+    assert len(blobs) == MAX_CANDIDATES + 1

@@ -16,14 +16,14 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from updater.config import RegistrySettings
 from updater.credentials import DockerConfig
-from updater.errors import ManifestUnknown, RegistryError
+from updater.errors import BadContent, ManifestUnknown, RegistryError
 from updater.reference import Reference, is_sha256
 from updater.registry.auth import Auth
 from updater.registry.hosts import loopback
 from updater.registry.proxy import Proxies
 from updater.registry.tokens import AuthCache
 from updater.registry.transport import SMALL_BODY, Answer, Pool, translated, verified_context
-from updater.wire import ProtocolError
+from updater.wire import ProtocolError, TooLarge
 
 if TYPE_CHECKING:
     import ssl
@@ -112,24 +112,27 @@ class Registries:
             unknown = ManifestUnknown if answer.status == 404 else RegistryError
             raise unknown(f"reading {ref.repository}:{reference}: {self._explain(ref, answer)}")
         if is_sha256(reference) and _sha256(answer.body) != reference:
-            raise RegistryError(f"reading {ref.repository}@{reference}: its bytes hash otherwise")
+            raise BadContent(f"reading {ref.repository}@{reference}: its bytes hash otherwise")
         return _media_type(answer), answer.body
 
     def blob(self, ref: Reference, digest: str, cap: int = SMALL_BODY) -> bytes:
         """The blob `digest` of `ref`'s repository (an image config, a signature), up to `cap`
-        bytes, checked against its digest; one redirect to the registry's storage is followed,
-        without the registry's credentials."""
+        bytes, checked against its digest (BadContent when larger or otherwise); one redirect
+        to the registry's storage is followed, without the registry's credentials."""
         what = f"reading blob {digest} of {ref.repository}"
         with translated(what, ref.api_host):
-            answer = self._api(ref, "GET", f"blobs/{digest}", "*/*", cap)
-            location = answer.headers.get("Location", "")
-            if answer.status in (301, 302, 303, 307, 308) and location:
-                target = urljoin(self._url(ref, ""), location)
-                answer = self._pool.request("GET", target, {}, None, cap)
+            try:
+                answer = self._api(ref, "GET", f"blobs/{digest}", "*/*", cap)
+                location = answer.headers.get("Location", "")
+                if answer.status in (301, 302, 303, 307, 308) and location:
+                    target = urljoin(self._url(ref, ""), location)
+                    answer = self._pool.request("GET", target, {}, None, cap)
+            except TooLarge as err:
+                raise BadContent(f"{what}: it is larger than {err} bytes") from err
         if answer.status != 200:
             raise RegistryError(f"{what}: {self._explain(ref, answer)}")
         if _sha256(answer.body) != digest:
-            raise RegistryError(f"{what}: its bytes hash otherwise")
+            raise BadContent(f"{what}: its bytes hash otherwise")
         return answer.body
 
     def tags(self, ref: Reference) -> list[str]:

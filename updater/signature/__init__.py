@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
     from updater.reference import Reference
     from updater.registry.client import Registries
 
-MAX_CANDIDATES = 16  # signatures looked at per digest
+MAX_CANDIDATES = 16  # signatures looked at per digest in the .sig tag, and as many in referrers
 
 # How far a signature's check got before it failed: the furthest failure is the one reported.
 UNREADABLE, SIGNER, SIGNATURE, CLAIM, UNLOGGED, LOG, CHAIN, IDENTITY, ISSUER = range(9)
@@ -128,9 +127,7 @@ def verified(
         raise ConfigError(f"{what}: {err}") from err
     at = time.time() if now is None else now
     failures: list[Rejected] = []
-    for candidate in islice(
-        found.candidates(registries, ref, digest, MAX_CANDIDATES), MAX_CANDIDATES
-    ):
+    for candidate in found.candidates(registries, ref, digest, MAX_CANDIDATES):
         if isinstance(candidate, Rejected):
             failures.append(candidate)
             continue

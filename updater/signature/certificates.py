@@ -1,5 +1,6 @@
 """Keyless signing certificates: the chain up to the CA in ca_file, the signer's identity (SAN
-URI or e-mail) and the OIDC issuer Fulcio records in its extensions."""
+URI or e-mail) and the OIDC issuer Fulcio records in its extensions. Identities and issuers are
+the certificate's exact strings, never decoded or normalised: `m%61in` is not `main`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,21 @@ ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"  # the raw bytes of the URL (deprecated)
 MAX_DEPTH = 8
 # The critical extensions this check understands; a certificate with another is refused.
 UNDERSTOOD = {"basic_constraints", "key_usage", "extended_key_usage", "subject_alt_name"}
+# The DER AlgorithmIdentifiers a certificate may be signed with, SHA-2 only (RFC 5758, 4055,
+# 8410), and the key family and hash each means; RSA's NULL parameters may be absent (RFC 4055).
+SIGNED_WITH: dict[bytes, tuple[str, str | None]] = {
+    bytes.fromhex("300a06082a8648ce3d040302"): ("ECDSA", "sha256"),
+    bytes.fromhex("300a06082a8648ce3d040303"): ("ECDSA", "sha384"),
+    bytes.fromhex("300a06082a8648ce3d040304"): ("ECDSA", "sha512"),
+    bytes.fromhex("300d06092a864886f70d01010b0500"): ("RSA", "sha256"),
+    bytes.fromhex("300d06092a864886f70d01010c0500"): ("RSA", "sha384"),
+    bytes.fromhex("300d06092a864886f70d01010d0500"): ("RSA", "sha512"),
+    bytes.fromhex("300b06092a864886f70d01010b"): ("RSA", "sha256"),
+    bytes.fromhex("300b06092a864886f70d01010c"): ("RSA", "sha384"),
+    bytes.fromhex("300b06092a864886f70d01010d"): ("RSA", "sha512"),
+    bytes.fromhex("300506032b6570"): ("Ed25519", None),
+}
+SIGNED_WITH_TEXT = "ECDSA or RSA PKCS#1 v1.5 with SHA-256, SHA-384 or SHA-512, or Ed25519"
 
 
 def load(der: bytes) -> x509.Certificate:
@@ -25,9 +41,20 @@ def load(der: bytes) -> x509.Certificate:
         certificate = x509.Certificate.load(der, strict=True)
         certificate.native  # noqa: B018  # parses every field now, not at first use
         key_type(certificate.public_key.dump())
+        _once_each(certificate)
     except MALFORMED as err:
         raise ValueError(f"not an X.509 certificate with a usable key ({err})") from err
     return certificate
+
+
+def _once_each(certificate: x509.Certificate) -> None:
+    """ValueError when an extension is there twice (RFC 5280 4.2): which one counts is moot."""
+    seen: set[str] = set()
+    for extension in certificate["tbs_certificate"]["extensions"] or []:
+        oid = extension["extn_id"].dotted
+        if oid in seen:
+            raise ValueError(f"the extension {oid} is there twice")
+        seen.add(oid)
 
 
 def check_chain(leaf: x509.Certificate, cas: list[x509.Certificate], at: float, clock: str) -> None:
@@ -56,29 +83,34 @@ def check_chain(leaf: x509.Certificate, cas: list[x509.Certificate], at: float, 
 
 
 def identities(leaf: x509.Certificate) -> list[str]:
-    """The identities the certificate was issued to: its SAN URIs and e-mail addresses."""
+    """The identities the certificate was issued to, as it spells them: its SAN URIs and
+    e-mail addresses (asn1crypto's `.native` would decode escapes and lower-case hosts)."""
     names = leaf.subject_alt_name_value
     kinds = ("uniform_resource_identifier", "rfc822_name")
-    return [name.native for name in names or [] if name.name in kinds]
+    return [_ia5(name.chosen) for name in names or [] if name.name in kinds]
 
 
 def oidc_issuer(leaf: x509.Certificate) -> str | None:
-    """The OIDC issuer Fulcio verified the signer's token with, from its extension."""
+    """The OIDC issuer Fulcio verified the signer's token with, exactly as its extension has
+    it: the UTF8String of 1.3.6.1.4.1.57264.1.8, else the raw bytes of .1.1."""
     found: dict[str, bytes] = {}
     for extension in leaf["tbs_certificate"]["extensions"] or []:
         found[extension["extn_id"].dotted] = extension["extn_value"].contents
     try:
         if ISSUER_V2 in found:
-            return str(core.UTF8String.load(found[ISSUER_V2]).native)
+            value = core.UTF8String.load(found[ISSUER_V2], strict=True)
+            if value.method != 0:
+                raise ValueError("a constructed string, not DER")
+            return _shown(value.contents.decode())
         if ISSUER_V1 in found:
-            return found[ISSUER_V1].decode()
+            return _shown(found[ISSUER_V1].decode())
     except (ValueError, TypeError):
         raise Rejected(ISSUER, "its certificate's OIDC issuer extension does not parse") from None
     return None
 
 
 def check_identity(leaf: x509.Certificate, exact: str | None, pattern: str | None) -> str:
-    """The identity that matches `exact` or fully matches `pattern`; Rejected(IDENTITY)."""
+    """The identity that is exactly `exact` or fully matches `pattern`; Rejected(IDENTITY)."""
     names = identities(leaf)
     for name in names:
         if name == exact or (pattern is not None and re.fullmatch(pattern, name)):
@@ -92,7 +124,7 @@ def check_identity(leaf: x509.Certificate, exact: str | None, pattern: str | Non
 
 
 def check_issuer(leaf: x509.Certificate, exact: str | None, pattern: str | None) -> str:
-    """The OIDC issuer, when it is `exact` or fully matches `pattern`; Rejected(ISSUER)."""
+    """The OIDC issuer, when it is exactly `exact` or fully matches `pattern`; Rejected(ISSUER)."""
     found = oidc_issuer(leaf)
     wanted = exact if exact is not None else f"matching {pattern}"
     if found is None:
@@ -100,6 +132,23 @@ def check_issuer(leaf: x509.Certificate, exact: str | None, pattern: str | None)
     if found == exact or (pattern is not None and re.fullmatch(pattern, found)):
         return found
     raise Rejected(ISSUER, f"its certificate's OIDC issuer {found} is not {wanted}")
+
+
+def _ia5(value: core.Asn1Value) -> str:
+    """The text of a DER IA5String as its bytes are: ASCII, no escape decoded."""
+    try:
+        if value.method != 0:
+            raise ValueError("a constructed string, not DER")
+        return _shown(value.contents.decode("ascii"))
+    except ValueError:
+        raise Rejected(IDENTITY, "its certificate's identity is not printable ASCII") from None
+
+
+def _shown(text: str) -> str:
+    """`text`, refused when it holds control characters: it goes into logs and reports."""
+    if not text.isprintable():
+        raise ValueError(f"control characters in {text!r}")
+    return text
 
 
 def _issuer(child: x509.Certificate, cas: list[x509.Certificate]) -> x509.Certificate | None:
@@ -112,14 +161,12 @@ def _issuer(child: x509.Certificate, cas: list[x509.Certificate]) -> x509.Certif
         raise Rejected(
             CHAIN, f"no CA in ca_file is {_name(child.issuer)}, which issued {_what(child)}"
         )
-    algorithm = child["signature_algorithm"]
+    family, hash_name = _signed_with(child)
     for ca in named:
+        spki = ca.public_key.dump()
         try:
-            if algorithm.signature_algo in ("ecdsa", "rsassa_pkcs1v15", "ed25519") and verifies(
-                ca.public_key.dump(),
-                child["signature_value"].native,
-                child["tbs_certificate"].dump(),
-                None if algorithm.signature_algo == "ed25519" else algorithm.hash_algo,
+            if key_type(spki).startswith(family) and verifies(
+                spki, child["signature_value"].native, child["tbs_certificate"].dump(), hash_name
             ):
                 return ca
         except ValueError:
@@ -127,6 +174,22 @@ def _issuer(child: x509.Certificate, cas: list[x509.Certificate]) -> x509.Certif
     raise Rejected(
         CHAIN, f"{_what(child)} is not signed by the CA {_name(child.issuer)} in ca_file"
     )
+
+
+def _signed_with(child: x509.Certificate) -> tuple[str, str | None]:
+    """The key family and hash `child` says it is signed with: one of SIGNED_WITH, named
+    alike in its signed part (which the hash is taken from) and outside it."""
+    inner = child["tbs_certificate"]["signature"]
+    if inner.dump() != child["signature_algorithm"].dump():
+        raise Rejected(
+            CHAIN,
+            f"{_what(child)} names one signature algorithm in its signed part "
+            "and another outside it",
+        )
+    if inner.dump() not in SIGNED_WITH:
+        named = inner["algorithm"].native
+        raise Rejected(CHAIN, f"{_what(child)} is signed with {named}, not {SIGNED_WITH_TEXT}")
+    return SIGNED_WITH[inner.dump()]
 
 
 def _valid(certificate: x509.Certificate, when: tuple[dt.datetime, str], what: str) -> None:

@@ -33,20 +33,23 @@ def verifies(
     prehashed: bool = False,
 ) -> bool:
     """Whether `signature` is the signature of `spki`'s key over `message` (already its
-    `hash_name` hash when `prehashed`). Without `hash_name`, the hash cosign uses for the key.
-    ValueError when the key cannot be used."""
+    `hash_name` hash when `prehashed`; SHA-256, SHA-384 or SHA-512). Without `hash_name`, the
+    hash cosign uses for the key. ValueError when the key cannot be used."""
     kind = key_type(spki)
+    if hash_name is not None and hash_name not in _DIGEST_INFO:
+        return False  # SHA-2 only: SHA-1's and MD5's collisions make signatures forgeable
     hashes = [hash_name] if hash_name else list(dict.fromkeys([_CURVE_HASH.get(kind), "sha256"]))
     if kind == "RSA":
         return any(_rsa(spki, signature, message, h, prehashed) for h in hashes if h)
     try:
-        key = ecdsa.VerifyingKey.from_der(spki)
+        # Uncompressed points only, as Go's crypto/x509 (so cosign) reads keys.
+        key = ecdsa.VerifyingKey.from_der(spki, valid_encodings=("uncompressed",))
     except (UnexpectedDER, MalformedPointError, ValueError) as err:
         raise ValueError(f"its {kind} key does not parse ({err})") from err
     if kind == "Ed25519":
         return not prehashed and _quietly(key.verify, signature, message)
     if prehashed:
-        return _quietly(key.verify_digest, signature, message, sigdecode=sigdecode_der)
+        return _quietly(key.verify_digest, signature, message, sigdecode_der, allow_truncate=True)
     return any(
         _quietly(key.verify, signature, message, getattr(hashlib, h), sigdecode_der)
         for h in hashes

@@ -1,16 +1,20 @@
 """Where cosign keeps an image's signatures, and how each format reads: the legacy tag
 `sha256-<hex>.sig` (simple signing payloads, their signatures in annotations) first, then the
-Sigstore bundles among the image's OCI 1.1 referrers."""
+Sigstore bundles among the image's OCI 1.1 referrers. Anyone who can push may add candidates:
+one that does not read (malformed, too large, its bytes not its digest's) is skipped, never
+the end of the search."""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any
 
-from updater.errors import ManifestUnknown
+from updater.errors import BadContent, ManifestUnknown
 from updater.signature import MALFORMED, UNREADABLE, Rejected
 
 if TYPE_CHECKING:
@@ -39,6 +43,12 @@ class Proof:
     root_hash: bytes
     hashes: tuple[bytes, ...]
     checkpoint: str  # the signed note, as the log wrote it; "" in bundles of v0.1
+
+
+# What makes one candidate unusable and no other: the registry answered, not with a signature.
+SKIPPED = (BadContent, *MALFORMED)
+
+log = logging.getLogger("updater")
 
 
 @dataclass(frozen=True)
@@ -79,18 +89,23 @@ def signature_tag(digest: str) -> str:
 def candidates(
     registries: Registries, ref: Reference, digest: str, limit: int
 ) -> Iterator[Candidate | Rejected]:
-    """Each signature of `digest` as it is found, the legacy tag's first, then those of the
-    first `limit` referrers, or why one does not read; the caller stops when it has what it
-    needs. The image's own manifest and blobs are never read."""
+    """Each signature of `digest` as it is found, up to `limit` from the legacy tag then up to
+    `limit` from the referrers (so that a crowded tag hides no bundle), or why one does not
+    read; the caller stops when it has what it needs. The image's own manifest and blobs are
+    never read."""
+    image = f"{ref.repository}@{digest}"
     try:
         _, body = registries.manifest(ref, signature_tag(digest))
     except ManifestUnknown:
         pass
     else:
-        yield from _legacy(registries, ref, body)
-    for descriptor in registries.referrers(ref, digest)[:limit]:
-        if _may_be_bundle(descriptor):
-            yield from _referrer(registries, ref, descriptor["digest"])
+        yield from islice(_legacy(registries, ref, body, image), limit)
+    found = (
+        _referrer(registries, ref, descriptor["digest"], image)
+        for descriptor in registries.referrers(ref, digest)[:limit]
+        if _may_be_bundle(descriptor)
+    )
+    yield from islice(chain.from_iterable(found), limit)
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -99,21 +114,23 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)
 
 
-def _legacy(registries: Registries, ref: Reference, body: bytes) -> Iterator[Candidate | Rejected]:
+def _legacy(
+    registries: Registries, ref: Reference, body: bytes, image: str
+) -> Iterator[Candidate | Rejected]:
     """Each simple signing layer of the `.sig` manifest: its payload blob and annotations."""
     try:
         layers = _object(body)["layers"]
         if not isinstance(layers, list):
             raise TypeError("its layers are not a list")
     except MALFORMED as err:
-        yield Rejected(UNREADABLE, f"unreadable manifest ({_why(err)})", "the .sig tag")
+        yield _skipped(image, "the .sig tag", f"unreadable manifest ({_why(err)})")
         return
     for number, layer in enumerate(layers, 1):
         where = "the .sig tag" + (f", layer {number}" if len(layers) > 1 else "")
         try:
             yield _simple_signing(registries, ref, layer, where)
-        except MALFORMED as err:
-            yield Rejected(UNREADABLE, f"unreadable ({_why(err)})", where)
+        except SKIPPED as err:
+            yield _skipped(image, where, f"unreadable ({_why(err)})")
 
 
 def _simple_signing(
@@ -140,7 +157,7 @@ def _simple_signing(
 
 
 def _referrer(
-    registries: Registries, ref: Reference, digest: str
+    registries: Registries, ref: Reference, digest: str, image: str
 ) -> Iterator[Candidate | Rejected]:
     """A referrer that is a Sigstore bundle: its manifest, then its one layer."""
     where = f"the referrer {digest[:19]}"
@@ -148,6 +165,9 @@ def _referrer(
         _, body = registries.manifest(ref, digest)
     except ManifestUnknown:
         return  # the fallback index names a manifest that is gone
+    except BadContent as err:
+        yield _skipped(image, where, f"unreadable manifest ({err})")
+        return
     try:
         manifest = _object(body)
         kind = manifest.get("artifactType") or (manifest.get("config") or {}).get("mediaType")
@@ -158,8 +178,8 @@ def _referrer(
             raise ValueError("not one bundle layer")
         data = registries.blob(ref, _digest(layers[0]["digest"]), BUNDLE_CAP)
         found = _bundle(_object(data), where)
-    except MALFORMED as err:
-        yield Rejected(UNREADABLE, f"unreadable bundle ({_why(err)})", where)
+    except SKIPPED as err:
+        yield _skipped(image, where, f"unreadable bundle ({_why(err)})")
         return
     yield from found
 
@@ -306,6 +326,12 @@ def _digest(value: object) -> str:
     if not is_sha256(value):
         raise ValueError("a layer digest that is not sha256")
     return str(value)
+
+
+def _skipped(image: str, where: str, why: str) -> Rejected:
+    """A candidate that does not read: said at debug, and the search goes on."""
+    log.debug("%s: skipping the signature in %s: %s", image, where, why)
+    return Rejected(UNREADABLE, why, where)
 
 
 def _why(err: Exception) -> str:

@@ -17,6 +17,7 @@ _CURVES = {
     bytes.fromhex("06052b81040023"): "ECDSA P-521",
 }
 _RSA = bytes.fromhex("06092a864886f70d010101")  # rsaEncryption
+_NULL = bytes.fromhex("0500")  # its parameters (RFC 3279), which OpenSSL lets be absent
 _ED25519 = bytes.fromhex("06032b6570")
 SUPPORTED = "ECDSA P-256, P-384 or P-521, RSA, Ed25519"
 
@@ -100,21 +101,21 @@ def key_type(spki: bytes) -> str:
     try:
         start, end = _element(spki, 0, 0x30, whole=True)
         algorithm, after_algorithm = _element(spki, start, 0x30)
-        oid_start, oid_end = _element(spki, algorithm, 0x06)
+        _element(spki, algorithm, 0x06)
         if _element(spki, after_algorithm, 0x03)[1] != end:
             raise ValueError("trailing data")
     except ValueError as err:
         raise ValueError(f"not a DER public key ({err})") from err
-    oid = spki[oid_start - 2 : oid_end]
-    if oid == _EC:
-        curve_start, curve_end = _element(spki, oid_end, 0x06)
-        curve = _CURVES.get(spki[curve_start - 2 : curve_end])
+    # The whole AlgorithmIdentifier, parameters included, as OpenSSL reads them.
+    identifier = spki[algorithm:after_algorithm]
+    if identifier.startswith(_EC):
+        curve = _CURVES.get(identifier[len(_EC) :])
         if curve:
             return curve
         raise ValueError(f"an elliptic curve key on a curve not supported ({SUPPORTED})")
-    if oid == _RSA:
+    if identifier in (_RSA, _RSA + _NULL):
         return "RSA"
-    if oid == _ED25519:
+    if identifier == _ED25519:
         return "Ed25519"
     raise ValueError(f"a key of a type not supported ({SUPPORTED})")
 
