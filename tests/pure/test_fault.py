@@ -6,10 +6,19 @@ from __future__ import annotations
 
 import pytest
 
+from updater.check import Checked, Status
+from updater.config import Policy, Unit
+from updater.engine import Container
 from updater.fault import Fault, Surroundings, blame, excuse
+from updater.outcome import Outcome
 from updater.reboot import scheduled_reason, staged_reason
+from updater.reference import parse
+from updater.state import Pending, Record, State
 from updater.systemd import JobEnd, job_end
+from updater.update import Host, update
 
+OLD = "sha256:" + "1" * 64
+NEW = "sha256:" + "2" * 64
 UP = Surroundings()
 STOPPING = Surroundings(stopping=True)
 NO_ENGINE = Surroundings(engine="cannot reach the Docker engine at /run/docker.sock")
@@ -107,3 +116,22 @@ def test_an_os_update_waiting_for_its_reboot_is_a_reason_not_to_start():
     for op in ("UPDATE_STATUS_IDLE", "UPDATE_STATUS_DOWNLOADING", "UPDATE_STATUS_FINALIZING"):
         assert staged_reason(staged.replace("UPDATE_STATUS_UPDATED_NEED_REBOOT", op)) is None
     assert staged_reason("") is None
+
+
+def test_an_update_in_flight_waits_for_its_container_after_a_boot(tmp_path):
+    unit = Unit("app.service", parse("127.0.0.1:5000/app:prod"), "app", Policy(), tmp_path)
+    pending = Pending("img-old", OLD, "img-new", NEW, "inv-1", "2026-12-06T18:00:00Z")
+    state = State(tmp_path / "state.json", {unit.name: Record(pending=pending)})
+    host = Host(engine=None, state=state)  # type: ignore[arg-type]  # a Leave never asks it
+
+    # The first run after a boot may come before the unit's container is up: not a reason to
+    # forget the update, which the run after proves.
+    down = Checked(unit, Status.NOT_RUNNING, None, NEW)
+    assert update(down, host).outcome is Outcome.SKIPPED
+    assert state.record(unit.name).pending == pending
+
+    # Up on the old image (the new one never ran): the update in flight is over.
+    old = Container("c1", "img-old", True, "running", "t", 0, None)
+    current = Checked(unit, Status.CURRENT, OLD, OLD, container=old)
+    assert update(current, host).outcome is Outcome.UNCHANGED
+    assert state.record(unit.name).pending is None
