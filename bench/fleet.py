@@ -91,6 +91,7 @@ def rollout(
         host.machine.run("systemctl", "stop", "updater.timer")
     _wait_idle(hosts)
     idle = idle_requests(hosts, store)
+    waited = {host.name: _waits(host, app.unit) for host in hosts}
     app.stop()
     seconds = sorted(proven.values())
     print(f"K={k} {mode}: last host proven {seconds[-1]:.0f} s after the push", flush=True)
@@ -100,6 +101,7 @@ def rollout(
         "mode": mode,
         "proven_after_s": seconds,
         "etcd_requests_per_idle_run": idle,
+        "waited": waited,
     }
 
 
@@ -111,6 +113,15 @@ def idle_requests(hosts: list[Host], store: Cluster) -> float:
         outcomes = {r["outcome"] for r in json.loads(done.stdout)}
         assert outcomes <= {"unchanged"}, done.stdout  # idle: every unit current
     return (_requests(store) - before) / len(hosts)
+
+
+def _waits(host: Host, unit: str) -> list[str]:
+    """The host's runs that did not deploy, and runs systemd could not start, from its
+    journal: why a host waited longer than a minute a wave."""
+    journal = ["journalctl", "-u", "updater.service", "-o", "short-precise", "--no-pager"]
+    lines = host.machine.run(*journal).stdout.splitlines()
+    said = (f"{unit}: skipped", f"{unit}: failed", "Main process exited", "Failed to start")
+    return [line for line in lines if any(words in line for words in said)]
 
 
 def _config(store: Cluster, group: str, host: Host, k: int, app: FleetApp) -> str:
