@@ -511,30 +511,55 @@ class Machine:
         deadline = time.monotonic() + timeout
         try:
             self._make_root()
-            cmd = [
-                "systemd-nspawn",
-                "--quiet",
-                f"--directory={self._root}",
-                "--boot",
-                "--register=no",
-                "--keep-unit",
-                f"--machine={self.name}",
-            ]
-            cmd += [f"--bind={Path(host).resolve()}:{inside}" for host, inside in self.binds]
-            cmd += [f"--inaccessible={path}" for path in self.hidden]
-            with open(self.log_path, "wb") as log:
-                self._proc = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            self._leader = self._find_leader(deadline)
-            self._wait_booted(deadline)
+            self._boot(deadline)
         except BaseException:
             self.stop()
             raise
+
+    def _boot(self, deadline: float) -> None:
+        cmd = [
+            "systemd-nspawn",
+            "--quiet",
+            f"--directory={self._root}",
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            f"--machine={self.name}",
+        ]
+        cmd += [f"--bind={Path(host).resolve()}:{inside}" for host, inside in self.binds]
+        cmd += [f"--inaccessible={path}" for path in self.hidden]
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._leader = self._find_leader(deadline)
+        self._wait_booted(deadline)
+
+    def wait_down(self, timeout: float = 60) -> int:
+        """Wait for the machine to end by itself (a poweroff, or a reboot: with --keep-unit
+        nspawn exits 133 and leaves the boot to its caller); nspawn's exit status."""
+        if self._proc is None:
+            raise MachineError(f"machine {self.name} is not running")
+        try:
+            code = self._proc.wait(timeout)
+        except subprocess.TimeoutExpired as err:
+            raise self._fail(f"still up {timeout:g} s after being asked to go down") from err
+        leader, self._leader = self._leader, None
+        end = time.monotonic() + 10
+        while leader is not None and _alive(leader) and time.monotonic() < end:
+            time.sleep(_POLL / 10)
+        return code
+
+    def boot_again(self, timeout: float = 60) -> None:
+        """After `wait_down`, boot the same root again: every write of the last boot is kept,
+        as across a reboot of a host with a disk."""
+        if self._proc is None or self._proc.poll() is None:
+            raise MachineError(f"machine {self.name} has not gone down")
+        self._boot(time.monotonic() + timeout)
 
     def _fail(self, why: str) -> MachineError:
         return MachineError(

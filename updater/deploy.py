@@ -4,7 +4,10 @@ back; and finishing what an earlier run began. Imported only where a unit moves 
 
 The steps are ordered so that a run interrupted anywhere leaves the old or the new image running
 and the next run converges: the update is recorded before the service is touched, and a record
-found in flight is proven (or rolled back) by the next run.
+found in flight is proven (or rolled back) by the next run. Only the image can fail a digest
+(`updater.fault` decides): a restart or proof cut short by the host going down, by systemd or
+by the engine leaves the update in flight, as an interruption does. A reboot asked meanwhile
+waits for the proof (a logind delay inhibitor, `updater.reboot`).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from updater.check import Checked
 from updater.config import Unit
 from updater.engine import Engine, Image
 from updater.errors import EngineError, UpdaterError
+from updater.fault import Fault, InFlight, Surroundings, blame, excuse
 from updater.health import Expectation, Observation, Verdict, verify
 from updater.history import now
 from updater.outcome import Outcome, Report
 from updater.plan import Deploy
+from updater.reboot import inhibited
 from updater.state import Failure, Pending
 from updater.update import Host, report_of
 
@@ -139,10 +144,11 @@ def deploy(
         step.from_image, step.from_digest, new.id, step.digest, before.invocation_id, now()
     )
     host.state.begin(unit.name, pending)  # before the service is touched: a resume starts here
-    host.engine.tag(new.id, unit.image)
-    log.info("%s: restarting onto %s", unit.name, step.digest)
-    verdict = _restart_and_verify(host, unit, new.id)
-    return keep_or_roll_back(checked, pending, verdict, host, on_failure)
+    with inhibited(f"{unit.name}: restarting onto {step.digest} and proving it"):
+        host.engine.tag(new.id, unit.image)
+        log.info("%s: restarting onto %s", unit.name, step.digest)
+        verdict = _restart_and_verify(host, unit, new.id)
+        return keep_or_roll_back(checked, pending, verdict, host, on_failure)
 
 
 def keep_or_roll_back(
@@ -173,8 +179,15 @@ def keep_or_roll_back(
 
 def resume(checked: Checked, pending: Pending, host: Host) -> Report:
     """Prove an update an earlier run restarted onto, then keep it or roll back."""
-    verdict = _reverify(host, checked.unit, pending)
-    return keep_or_roll_back(checked, pending, verdict, host)
+    with inhibited(f"{checked.unit.name}: proving {pending.to_digest}"):
+        verdict = _reverify(host, checked.unit, pending)
+        return keep_or_roll_back(checked, pending, verdict, host)
+
+
+def finish_rollback(checked: Checked, pending: Pending, failure: Failure, host: Host) -> Report:
+    """The rollback an earlier run began and did not live to prove."""
+    with inhibited(f"{checked.unit.name}: rolling back from {pending.to_digest}"):
+        return roll_back(checked, pending, failure, host)
 
 
 def roll_back(checked: Checked, pending: Pending, failure: Failure, host: Host) -> Report:
@@ -209,7 +222,8 @@ def _restart_and_verify(host: Host, unit: Unit, image_id: str) -> Verdict:
     before = systemd.state(unit.name)
     try:
         systemd.restart(unit.name, timeout=unit.policy.health_timeout)
-    except UpdaterError as err:
+    except systemd.JobError as err:
+        _unless_the_image(err.ended, str(err), _engine_silence(host, unit))
         return Verdict(False, str(err))
     after = systemd.state(unit.name)
     return _verify(host, unit, _expectation(unit, image_id, before.invocation_id, after.n_restarts))
@@ -224,20 +238,34 @@ def _reverify(host: Host, unit: Unit, pending: Pending) -> Verdict:
 
 
 def _verify(host: Host, unit: Unit, expect: Expectation) -> Verdict:
-    """The health verdict; an engine that went away meanwhile voids it, not the image.
-
-    A dockerd restart kills containers and makes units restart: that says nothing about the
-    new image. The update then stays in flight (raised, so `pending` is kept) and the next
-    run proves it once the engine is back, as after a SIGTERM.
-    """
+    """The health verdict; one that is not the image's doing (a dockerd restart kills the
+    containers, a shutdown stops the unit) is raised instead, so the update stays in flight."""
     outages: list[EngineError] = []
     verdict = verify(expect, _observer(host.engine, unit, outages))
-    if outages and not verdict.healthy:
-        raise EngineError(
-            f"the Docker engine went away while verifying health ({outages[0]}); "
-            "the update stays in flight and the next run verifies it again"
-        )
+    if not verdict.healthy:
+        _unless_the_image(None, verdict.reason, str(outages[0]) if outages else None)
     return verdict
+
+
+def _unless_the_image(restart: systemd.JobEnd | None, what: str, engine: str | None) -> None:
+    """InFlight when what went wrong is not the image's doing: the digest is not marked failed,
+    nothing is rolled back, and the next run finishes the update."""
+    around = Surroundings(stopping=systemd.stopping(), engine=engine)
+    if blame(restart, around) is Fault.IMAGE:
+        return
+    raise InFlight(
+        f"{what}; {excuse(restart, around)}, not the image: the update stays in flight and "
+        "the next run finishes it"
+    )
+
+
+def _engine_silence(host: Host, unit: Unit) -> str | None:
+    """What the engine says when asked after a failed restart, if it does not answer."""
+    try:
+        host.engine.container(unit.container)
+    except EngineError as err:
+        return str(err)
+    return None
 
 
 def _observer(engine: Engine, unit: Unit, outages: list[EngineError]) -> Callable[[], Observation]:

@@ -7,6 +7,7 @@ import shlex
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from updater.errors import SystemdError
 
@@ -103,15 +104,85 @@ def _environment(text: str) -> dict[str, str]:
     return dict(word.partition("=")[::2] for word in _words(text) if "=" in word)
 
 
+class JobEnd(StrEnum):
+    """How a `systemctl restart` that failed ended, from what systemctl said."""
+
+    FAILED = "failed"  # the service failed its start job ("Job for U failed because ...")
+    TIMED_OUT = "timed out"  # the job did not end in time (its JobTimeoutSec, or ours)
+    CANCELED = "canceled"  # another job replaced it: a stop, the shutdown
+    DEPENDENCY = "dependency"  # a unit it needs failed to start
+    REFUSED = "refused"  # systemd took no job ("Failed to restart U: ...")
+    DISCONNECTED = "disconnected"  # the bus to systemd went away (it is shutting down)
+    OTHER = "other"
+
+
+class JobError(SystemdError):
+    """`systemctl restart` failed; `ended` says how."""
+
+    def __init__(self, message: str, ended: JobEnd) -> None:
+        super().__init__(message)
+        self.ended = ended
+
+
+# systemctl's words (src/shared/bus-wait-for-jobs.c, systemctl's start verb), first match wins.
+_JOB_ENDS = (
+    ("D-Bus connection terminated", JobEnd.DISCONNECTED),
+    ("Failed to connect to bus", JobEnd.DISCONNECTED),
+    ("Failed to wait for response", JobEnd.DISCONNECTED),
+    ("Failed to restart ", JobEnd.REFUSED),
+    (" canceled.", JobEnd.CANCELED),
+    ("was garbage collected", JobEnd.CANCELED),
+    ("A dependency job for ", JobEnd.DEPENDENCY),
+    (" timed out.", JobEnd.TIMED_OUT),
+    (" failed because ", JobEnd.FAILED),
+    (" failed.", JobEnd.FAILED),
+)
+
+
+def job_end(said: str) -> JobEnd:
+    """How a failed restart ended, from systemctl's error output."""
+    for words, ended in _JOB_ENDS:
+        if words in said:
+            return ended
+    return JobEnd.OTHER
+
+
 def restart(unit: str, timeout: float) -> None:
-    """`systemctl restart UNIT`, waiting at most `timeout` seconds for the start job.
+    """`systemctl restart UNIT`, waiting at most `timeout` seconds for the start job; JobError
+    saying how it ended when it failed.
 
     The unit's failed state and start-rate counter are reset first: a crash loop of the image
     being replaced (or rolled back from) must not make systemd refuse the restart that ends it
     ("Start request repeated too quickly").
     """
     _systemctl(["reset-failed", "--", unit], SHOW_TIMEOUT, f"resetting {unit}")
-    _systemctl(["restart", "--", unit], timeout, f"restarting {unit}")
+    try:
+        _systemctl(["restart", "--", unit], timeout, f"restarting {unit}")
+    except _Timeout as err:
+        raise JobError(str(err), JobEnd.TIMED_OUT) from err
+    except _Failed as err:
+        raise JobError(str(err), job_end(err.said)) from err
+
+
+def stopping() -> bool:
+    """Whether systemd is shutting the host down (or can no longer be asked, as at its end)."""
+    try:
+        out = _systemctl(["show", "-p", "SystemState"], SHOW_TIMEOUT, "asking systemd's state")
+    except SystemdError:
+        return True
+    return out.strip() == "SystemState=stopping"
+
+
+class _Timeout(SystemdError):
+    """systemctl did not finish in time."""
+
+
+class _Failed(SystemdError):
+    """systemctl exited non-zero; `said` is all it wrote."""
+
+    def __init__(self, message: str, said: str) -> None:
+        super().__init__(message)
+        self.said = said
 
 
 def _systemctl(args: list[str], timeout: float, what: str) -> str:
@@ -122,8 +193,9 @@ def _systemctl(args: list[str], timeout: float, what: str) -> str:
     except FileNotFoundError as err:
         raise SystemdError(f"{what}: systemctl not found; is this a systemd host?") from err
     except subprocess.TimeoutExpired as err:
-        raise SystemdError(f"{what}: systemctl did not finish within {timeout:g} s") from err
+        raise _Timeout(f"{what}: systemctl did not finish within {timeout:g} s") from err
     if done.returncode != 0:
-        message = (done.stderr or done.stdout).strip().splitlines()
-        raise SystemdError(f"{what}: {message[0] if message else f'exit {done.returncode}'}")
+        said = (done.stderr or done.stdout).strip()
+        first = said.splitlines()[0] if said else f"exit {done.returncode}"
+        raise _Failed(f"{what}: {first}", said)
     return done.stdout

@@ -46,21 +46,21 @@ def update(checked: Checked, host: Host) -> Report:
     if (
         record.pending
         and not isinstance(step, Resume | RollBack)
-        and checked.status is not Status.ERROR
+        and checked.status not in (Status.ERROR, Status.NOT_RUNNING)  # not yet up after a boot
         and record.hold is None  # held: the update in flight waits for the release
     ):
         host.state.end(checked.unit.name)  # the new image of that update never ran
     if isinstance(step, Leave):
         return report_of(checked, step.outcome, step.reason)
     # Here, not at the top: only a unit that moves pays for systemctl and the health proof.
-    from updater.deploy import deploy, in_fleet, resume, roll_back, told
+    from updater.deploy import deploy, finish_rollback, in_fleet, resume, told
 
     try:
         match step:
             case Deploy(digest):
                 # The report names the digest deployed: an approved one may not be the tag's.
                 checked = replace(checked, remote_digest=digest)
-                held_back = _held_back(checked, record, host)
+                held_back = _reboot_coming(checked, digest) or _held_back(checked, record, host)
                 if held_back:
                     return held_back
                 if host.rollout is not None and checked.unit.policy.fleet:
@@ -71,10 +71,22 @@ def update(checked: Checked, host: Host) -> Report:
                 return told(checked, resume(checked, pending, host), host, pending.to_digest)
             case RollBack(pending, failure):
                 log.warning("%s: finishing the rollback an earlier run began", checked.unit.name)
-                rolled = roll_back(checked, pending, failure, host)
+                rolled = finish_rollback(checked, pending, failure, host)
                 return told(checked, rolled, host, pending.to_digest)
     except UpdaterError as err:
         return report_of(checked, Outcome.FAILED, str(err))
+
+
+def _reboot_coming(checked: Checked, digest: str) -> Report | None:
+    """A new update does not start into a reboot: the first run after the boot deploys it."""
+    from updater import reboot
+
+    why = reboot.coming()
+    if why is None:
+        return None
+    return report_of(
+        checked, Outcome.SKIPPED, f"{digest}: {why}; the first run after the boot deploys it"
+    )
 
 
 def _held_back(checked: Checked, record: Record, host: Host) -> Report | None:

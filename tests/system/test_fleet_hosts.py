@@ -267,6 +267,51 @@ def test_a_host_killed_while_holding_a_slot(hosts, wave):
     w.done(new)
 
 
+def test_a_host_shut_down_mid_restart_fails_nothing(hosts, wave):
+    w = wave(QUICK)
+    h1, h2, h3 = hosts
+    new = w.app.publish("v2")
+    assert w.outcome(h1.run()) == "updated"  # the canary, alone
+    # On h2 a restart slower than logind waits for the updater's inhibitor (1 s here, well
+    # inside health_timeout): the shutdown cancels its job. The app starts at boot.
+    app = w.app.on[h2.name]
+    h2.machine.write_file(
+        f"/etc/systemd/system/{app.unit}.d/slow.conf", "[Service]\nExecStartPost=/bin/sleep 30\n"
+    )
+    h2.machine.write_file(
+        "/etc/systemd/logind.conf.d/delay.conf", "[Login]\nInhibitDelayMaxSec=1\n"
+    )
+    wants = "/etc/systemd/system/multi-user.target.wants"
+    h2.machine.run("sh", "-c", f"ln -s ../{app.unit} {wants}/ && systemctl daemon-reload")
+    h2.machine.run("systemctl", "restart", "systemd-logind")
+
+    run = h2.start_run()
+    h2.machine.wait_for(
+        lambda: "pending" in h2.state(w.app.unit) and app.show("ActiveState") == "activating",
+        60,
+        "h2 restarting onto v2",
+    )
+    h2.machine.run("systemctl", "poweroff")
+    report = run.wait().of(w.app.unit)
+    assert report["outcome"] == "failed", report
+    assert f"restarting {app.unit}: Job for {app.unit} canceled." in report["error"], report
+    assert "not the image: the update stays in flight" in report["error"], report
+    assert h2.machine.wait_down(60) == 0
+    assert h2.state(w.app.unit)["pending"]["to_digest"] == new
+    assert "failed" not in h2.state(w.app.unit)
+    [taken] = [e for e in w.slot_events() if w.holder(e) == "h2"]
+    w.watcher.wait(lambda _: w.freed(taken) is not None, LEASE + 10)  # by its lease's expiry
+
+    assert w.outcome(h3.run()) == "updated"
+    assert w.stored(w.keys.failures(w.app.unit)) == {}  # nothing told the group v2 failed
+    (h2.machine.root / f"etc/systemd/system/{app.unit}.d/slow.conf").unlink()
+    h2.machine.boot_again()
+    h2.machine.wait_for(lambda: w.app.running(h2) == w.app.images["v2"], 60, "h2's app, booted")
+    resumed = h2.run()  # the first run after the boot proves what the shut down one began
+    assert (resumed.code, w.outcome(resumed)) == (0, "updated"), resumed
+    w.done(new)
+
+
 def test_an_etcd_member_killed_mid_wave(hosts, wave, store):
     w = wave(SETTLING)
     h1 = hosts[0]
