@@ -186,3 +186,39 @@ def test_check_tells_pulled_from_local_on_every_engine(on_engine, registry, cli)
 
 def old_id(dockerd: Dockerd, container: str) -> str:
     return dockerd.docker("inspect", "-f", "{{.Image}}", container).stdout.strip()
+
+
+def test_check_of_a_pinned_reference_on_every_engine(on_engine, registry, cli):
+    """Pinned: the pin is the desired state; what runs is told pulled or local as for a tag."""
+    dockerd, _ = on_engine
+    pulled, local = repository(registry), repository(registry)
+    build_image(dockerd, f"{pulled}:prod", seed=f"{pulled}-v1")
+    v1 = push(dockerd, f"{pulled}:prod")
+    dockerd.docker("rmi", f"{pulled}:prod")
+    dockerd.docker("pull", f"{pulled}:prod")  # as the unit's first `docker run` does
+    current = running(dockerd, f"{pulled}:prod")
+    build_image(dockerd, f"{pulled}:next", seed=f"{pulled}-v2")
+    v2 = push(dockerd, f"{pulled}:next")
+    build_image(dockerd, f"{local}:prod", seed=f"{local}-pushed")
+    pushed = push(dockerd, f"{local}:prod")
+    import_image(dockerd, f"{local}:prod", seed=f"{local}-local")
+    own = running(dockerd, f"{local}:prod")
+    try:
+        for pin, expected in ((v1, ("pinned", v1, v1)), (v2, ("update-available", v1, v2))):
+            cli.config.write_text("")
+            cli.unit("pulled.service", f"{pulled}:prod@{pin}", container=current)
+            cli.unit("local.service", f"{local}:prod@{pushed}", container=own)
+            registry.clear_log()
+            code, reports = cli("check")
+            assert code == 0
+            found = {
+                r["unit"]: (r["status"], r["running_digest"], r["remote_digest"]) for r in reports
+            }
+            assert found == {
+                "pulled.service": expected,
+                "local.service": ("local-image", None, pushed),
+            }
+            if pin == v1:  # running the pin: nothing to ask the registry of that unit
+                assert not [r for r in registry.requests() if pulled.split("/", 1)[1] in r.path]
+    finally:
+        dockerd.docker("rm", "-f", current, own, check=False)
