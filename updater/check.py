@@ -106,12 +106,14 @@ def check_unit(unit: Unit, clients: Clients) -> Checked:
             image = engine.image(container.image_id)
         remote = unit.image.digest  # a pinned reference is the desired state: no request
         if image is not None and needs_remote(unit, container, image):
-            registries = clients.registries
             if unit.policy.follow:
-                tag = followed_tag(unit, unit.policy.follow, registries.tags(unit.image))
-            remote = registries.digest(replace(unit.image, tag=tag))
+                tags = clients.registries.tags(unit.image)
+                tag = followed_tag(unit, unit.policy.follow, tags)
+            remote = clients.registries.digest(replace(unit.image, tag=tag))
+        if image is not None and remote is not None and image.unconfirmed_for(unit.image):
+            # The containerd store: the registry tells pulled from built here (for a pin too).
             image = image.confirmed(
-                unit.image, remote, partial(registries.has_manifest, unit.image)
+                unit.image, remote, partial(clients.registries.has_manifest, unit.image)
             )
     except UpdaterError as err:
         return Checked(
