@@ -2,8 +2,9 @@
 
 Docker 29 (Flatcar Alpha) keeps images in containerd's content store, where image IDs are
 manifest digests, every name gets a made-up RepoDigest, pulled-by-digest names show in RepoTags
-and re-tagging replaces a name by deleting and re-creating it. Each engine of FLAVOURS gets a
-dockerd of its own for the module; testbed/engines.sh fetches the newer ones.
+and re-tagging replaces a name by deleting and re-creating it. That store is the tier's default
+engine (testbed.engine.DEFAULT); each other engine of FLAVOURS gets a dockerd of its own for the
+module; testbed/engines.sh fetches the newer ones.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import uuid
 import docker
 import pytest
 
-from testbed.engine import FLAVOURS, Dockerd, build_image, import_image, push
+from testbed.engine import DEFAULT, OTHERS, Dockerd, build_image, import_image, push
 from updater.engine import Engine
 from updater.reference import parse
 
 pytestmark = pytest.mark.engine
 
 
-@pytest.fixture(scope="module", params=list(FLAVOURS))
+@pytest.fixture(scope="module", params=[DEFAULT, *OTHERS])
 def flavoured(request, tmp_path_factory):
+    if request.param == DEFAULT:  # the rest of the tier's engine
+        yield request.getfixturevalue("dockerd")
+        return
     engine = Dockerd(tmp_path_factory.mktemp(f"dockerd-{request.param}"), flavour=request.param)
     engine.start()
     yield engine
@@ -156,7 +160,7 @@ def test_check_tells_pulled_from_local_on_every_engine(on_engine, registry, cli)
     cli.unit("local.service", f"{local}:prod", container=own)
     # The containerd store names a local build like a pulled image: the registry tells them
     # apart, with one HEAD of the digest, only when the tag does not name it.
-    extra = 1 if "containerd-snapshotter" in dockerd.flavour.features else 0
+    extra = 1 if dockerd.flavour.containerd_store else 0
     try:
         registry.clear_log()
         code, reports = cli("check")

@@ -1,8 +1,9 @@
 """The updater's whole job on every Docker engine a Flatcar user meets (testbed.engine.FLAVOURS):
-Debian 12's 20.10 (the rest of the suite's engine), 26.1, 28.5 as Flatcar Stable ships it, and
-28.5 with the containerd image store, Docker 29's default on Flatcar Alpha; the 28.5 engines
-also refuse API versions below 1.44, as Docker 29 does. One dockerd and one booted systemd per
-engine, for the module; each scenario has apps of its own."""
+28.5 with the containerd image store, Docker 29's default on Flatcar Alpha and the rest of the
+suite's engine, and on the classic store Debian 12's 20.10, 26.1 and 28.5 as Flatcar Stable ships
+it; the 28.5 engines also refuse API versions below 1.44, as Docker 29 does. The default engine
+runs on the tier's own dockerd and machine; each other one gets a dockerd and a booted systemd
+for the module. Each scenario has apps of its own."""
 
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from testbed import needs
 from testbed.apps import UPDATER, App, configure, outcome, updater
-from testbed.engine import FLAVOURS, Dockerd, import_image
+from testbed.engine import DEFAULT, OTHERS, Dockerd, import_image
 from testbed.machine import updater_machine
 
 pytestmark = pytest.mark.system
@@ -23,10 +23,12 @@ pytestmark = pytest.mark.system
 RETRY_FOREVER = "StartLimitIntervalSec=0"
 
 
-@pytest.fixture(scope="module", params=list(FLAVOURS))
+@pytest.fixture(scope="module", params=[DEFAULT, *OTHERS])
 def engine_machine(request, tmp_path_factory, wheels):
-    needs("dockerd")
     flavour = request.param
+    if flavour == DEFAULT:  # the rest of the tier's engine and machine
+        yield request.getfixturevalue("dockerd"), request.getfixturevalue("machine")
+        return
     engine = Dockerd(tmp_path_factory.mktemp(f"dockerd-{flavour}"), flavour=flavour)
     engine.start()
     binds = [(engine.socket.parent, "/run/dockerd")]
