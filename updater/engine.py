@@ -65,8 +65,14 @@ class Image:
         return _digests_in(self.repo_digests, ref)
 
     def unconfirmed_for(self, ref: Reference) -> list[str]:
-        """The digests in `ref`'s repository only the registry can tell served from local."""
-        return _digests_in(self.unconfirmed, ref)
+        """The digests in `ref`'s repository only the registry can tell served from local.
+
+        An image without a name there (its tag moved on to a newer build) is its manifest.
+        """
+        found = _digests_in(self.unconfirmed, ref)
+        if not found and self.manifest and not self.digests_for(ref):
+            return [self.manifest]
+        return found
 
     def confirmed(self, ref: Reference, remote: str, has_manifest: Callable[[str], bool]) -> Image:
         """This image once the registry said which unconfirmed digests it serves in `ref`."""
