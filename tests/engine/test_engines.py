@@ -116,6 +116,23 @@ def test_retagging_never_leaves_the_tag_absent(on_engine, registry):
     assert image is not None and image.id == first
 
 
+def test_the_image_a_tag_left_is_found_by_its_digest(on_engine, registry):
+    """Pulled by tag, then superseded: `repo@digest` still finds it (a rollback's target)."""
+    dockerd, engine = on_engine
+    repo = repository(registry)
+    ref = parse(f"{repo}:prod")
+    build_image(dockerd, str(ref), seed=f"{repo}-v1")
+    old_digest = push(dockerd, str(ref))
+    dockerd.docker("rmi", str(ref))
+    dockerd.docker("pull", str(ref))  # as the unit's first `docker run` does
+    old = engine.image(str(ref))
+    new, _ = pulled_by_digest(dockerd, repo, "v2")
+    engine.tag(new, ref)
+    found = engine.image(f"{repo}@{old_digest}")
+    assert old is not None and found is not None and found.id == old.id
+    assert engine.image(f"{repo}@sha256:{'0' * 64}") is None
+
+
 def test_a_superseded_image_with_only_digest_names_is_removed(on_engine, registry):
     dockerd, engine = on_engine
     repo = repository(registry)
