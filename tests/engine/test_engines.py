@@ -243,3 +243,20 @@ def test_check_of_a_pinned_reference_on_every_engine(on_engine, registry, cli):
                 assert not [r for r in registry.requests() if pulled.split("/", 1)[1] in r.path]
     finally:
         dockerd.docker("rm", "-f", current, own, check=False)
+
+
+def test_approve_finds_nothing_to_approve_for_a_local_image(on_engine, registry, cli):
+    """A manual unit running a build of this host: no digest to approve, on either store."""
+    dockerd, _ = on_engine
+    local = repository(registry)
+    build_image(dockerd, f"{local}:prod", seed=f"{local}-pushed")
+    push(dockerd, f"{local}:prod")  # the registry has the tag; this host runs its own build
+    import_image(dockerd, f"{local}:prod", seed=f"{local}-local")
+    own = running(dockerd, f"{local}:prod")
+    cli.unit("local.service", f"{local}:prod", container=own, mode="manual")
+    try:
+        code, approved = cli("approve", "local.service")
+        assert (code, approved) == (2, None)
+        assert not (cli.state_dir / "state.json").exists()
+    finally:
+        dockerd.docker("rm", "-f", own, check=False)
