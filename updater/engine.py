@@ -67,12 +67,11 @@ class Image:
     def unconfirmed_for(self, ref: Reference) -> list[str]:
         """The digests in `ref`'s repository only the registry can tell served from local.
 
-        An image without a name there (its tag moved on to a newer build) is its manifest.
+        An image with no name left (its tag moved on to a newer build) is its manifest.
         """
-        found = _digests_in(self.unconfirmed, ref)
-        if not found and self.manifest and not self.digests_for(ref):
+        if self.manifest and not self.repo_digests and not self.unconfirmed:
             return [self.manifest]
-        return found
+        return _digests_in(self.unconfirmed, ref)
 
     def confirmed(self, ref: Reference, remote: str, has_manifest: Callable[[str], bool]) -> Image:
         """This image once the registry said which unconfirmed digests it serves in `ref`."""
