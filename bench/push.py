@@ -108,7 +108,7 @@ def set_up(stack: contextlib.ExitStack, workspace: Path) -> Bed:
     Everything is registered on `stack`, which undoes it in reverse order.
     """
     stack.callback(_remove_workspace, workspace)
-    dockerd = Dockerd(workspace / "dockerd")
+    dockerd = Dockerd(workspace / "dockerd", flavour="20.10")  # as bench/README.md says
     stack.callback(_stop_dockerd, dockerd)
     dockerd.start()
     registry = stack.enter_context(Registry(workspace / "registry"))

@@ -62,7 +62,7 @@ class World:
         self.token_registry = (
             Registry(workspace / "registry-token", auth="token") if token else None
         )
-        self.dockerd = Dockerd(workspace / "dockerd")
+        self.dockerd = Dockerd(workspace / "dockerd", flavour="20.10")  # as bench/README.md says
         self.want_proxy = proxy
         self.proxy: DelayProxy | None = None
         self.bus: DummySystemdBus | None = None

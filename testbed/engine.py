@@ -39,6 +39,12 @@ class Flavour:
     path: tuple[str, ...] = ()  # folders searched first for containerd, docker-init, ...
     features: tuple[str, ...] = ()  # daemon.json "features" switched on
     min_api: str | None = None  # refuse clients pinned below this API version, as Docker 29 does
+    storage_driver: str | None = None
+
+    @property
+    def containerd_store(self) -> bool:
+        """Whether images live in containerd's content store (Docker 29's default)."""
+        return "containerd-snapshotter" in self.features
 
     def command(self) -> str:
         """The dockerd binary; skips (fails in CI) when testbed/engines.sh has not fetched it."""
@@ -57,7 +63,7 @@ def _unpacked(name: str, *also: str) -> tuple[str, ...]:
 FLAVOURS = {
     flavour.name: flavour
     for flavour in (
-        Flavour("20.10", "dockerd"),  # Debian 12's docker.io: the session's engine
+        Flavour("20.10", "dockerd"),  # Debian 12's docker.io
         Flavour("26.1", str(ENGINES / "26.1/usr/sbin/dockerd"), _unpacked("26.1")),
         Flavour("28.5", str(ENGINES / "28.5/usr/sbin/dockerd"), _unpacked("28.5"), min_api="1.44"),
         # Docker 29's default: images in containerd's content store; it wants containerd 2.x.
@@ -67,9 +73,17 @@ FLAVOURS = {
             _unpacked("28.5", "containerd-2"),
             ("containerd-snapshotter",),
             min_api="1.44",
+            storage_driver="overlayfs",
         ),
     )
 }
+# The engine every test runs on unless it names another: the store users of Docker 29 have.
+# UPDATER_TEST_ENGINE names another flavour, to run the whole suite on it.
+DEFAULT = os.environ.get("UPDATER_TEST_ENGINE") or "28.5-containerd"
+if DEFAULT not in FLAVOURS:
+    raise RuntimeError(f"UPDATER_TEST_ENGINE={DEFAULT}: not one of {', '.join(FLAVOURS)}")
+# The engines the matrix (tests/*/test_engines.py) adds to the default one.
+OTHERS = tuple(name for name in FLAVOURS if name != DEFAULT)
 
 
 class Dockerd:
@@ -83,7 +97,7 @@ class Dockerd:
     def __init__(
         self,
         workdir: Path,
-        flavour: str = "20.10",
+        flavour: str = DEFAULT,
         args: Sequence[str] = (),
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -106,6 +120,8 @@ class Dockerd:
         env = {**self._environ, "PATH": os.pathsep.join([*self.flavour.path, os.environ["PATH"]])}
         if self.flavour.min_api:
             env["DOCKER_MIN_API_VERSION"] = self.flavour.min_api
+        driver = self.flavour.storage_driver
+        storage = [f"--storage-driver={driver}"] if driver else []
         self._process = subprocess.Popen(
             [
                 self.flavour.command(),
@@ -116,6 +132,7 @@ class Dockerd:
                 "--host", self.host,
                 "--iptables=false",
                 "--bridge=none",
+                *storage,
                 *self._args,
             ],
             stdout=log,

@@ -2,7 +2,9 @@
 # The newer Docker engines the tests also run against, fetched from Debian without touching the
 # host's package sources: a private apt configuration, packages unpacked with `dpkg -x`, nothing
 # installed. Idempotent: each engine is fetched once and kept under $ENGINES (default
-# /var/tmp/updater-engines). Debian 12's own docker.io (20.10) is the session's default engine.
+# /var/tmp/updater-engines). The tests' default engine is 28.5 with containerd-2 and the
+# containerd image store (testbed/engine.py DEFAULT); Debian 12's own docker.io (20.10) is one of
+# the classic ones.
 #
 #   26.1           Debian 13 trixie's docker.io
 #   28.5           Debian sid's docker.io, as Flatcar Stable ships Docker 28

@@ -17,6 +17,7 @@ import requests
 # connection is then closed without an answer, unless the fault answered).
 Fault = Callable[[BaseHTTPRequestHandler], bool]
 
+TLS_HANDSHAKE = b"\x16"  # the first byte of a TLS record that opens a handshake
 _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host"}
 
 
@@ -108,6 +109,16 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             proxy.forward(self)
 
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any  # noqa: N815
+
+        def handle_one_request(self) -> None:
+            # The containerd image store tries HTTPS first on a loopback registry, and falls
+            # back to HTTP only on an answer that starts with "HTTP/", as Go's servers give.
+            # http.server answers a TLS hello as HTTP/0.9 would: a body alone.
+            if self.rfile.peek(1)[:1] == TLS_HANDSHAKE:  # type: ignore[attr-defined]
+                self.wfile.write(b"HTTP/1.0 400 Bad Request\r\nConnection: close\r\n\r\n")
+                self.close_connection = True
+                return
+            super().handle_one_request()
 
         def log_message(self, *args: object) -> None:
             pass

@@ -54,6 +54,7 @@ def updater_logger() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    """The engine and system tiers' dockerd: testbed.engine.DEFAULT, the containerd store."""
     needs("dockerd")
     engine = Dockerd(Path(tmp_path_factory.mktemp("dockerd", numbered=True)))
     engine.start()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from updater.clients import Clients, connected
 from updater.config import Config, Unit
 from updater.engine import Container, Image
-from updater.errors import RegistryError, UpdaterError
+from updater.errors import ManifestUnknown, RegistryError, UpdaterError
 from updater.state import Record, State
 
 if TYPE_CHECKING:
@@ -106,12 +106,14 @@ def check_unit(unit: Unit, clients: Clients) -> Checked:
             image = engine.image(container.image_id)
         remote = unit.image.digest  # a pinned reference is the desired state: no request
         if image is not None and needs_remote(unit, container, image):
-            registries = clients.registries
             if unit.policy.follow:
-                tag = followed_tag(unit, unit.policy.follow, registries.tags(unit.image))
-            remote = registries.digest(replace(unit.image, tag=tag))
+                tags = clients.registries.tags(unit.image)
+                tag = followed_tag(unit, unit.policy.follow, tags)
+            remote = _tag_digest(unit, tag, image, clients)
+        if image is not None and remote is not None and image.unconfirmed_for(unit.image):
+            # The containerd store: the registry tells pulled from built here (for a pin too).
             image = image.confirmed(
-                unit.image, remote, partial(registries.has_manifest, unit.image)
+                unit.image, remote, partial(clients.registries.has_manifest, unit.image)
             )
     except UpdaterError as err:
         return Checked(
@@ -119,6 +121,24 @@ def check_unit(unit: Unit, clients: Clients) -> Checked:
         )
     status, running = decide(unit, container, image, remote)
     return Checked(unit, status, running, remote, container=container, running_image=image, tag=tag)
+
+
+def _tag_digest(unit: Unit, tag: str | None, image: Image, clients: Clients) -> str | None:
+    """The digest the tag points to; None when the registry has neither the tag nor what runs.
+
+    That is a local image named after a repository no registry has, which the containerd
+    store gives a RepoDigest of its own (the classic store asks nothing for it).
+    """
+    registries = clients.registries
+    try:
+        return registries.digest(replace(unit.image, tag=tag))
+    except ManifestUnknown:
+        unconfirmed = image.unconfirmed_for(unit.image)
+        if image.digests_for(unit.image) or any(
+            registries.has_manifest(unit.image, digest) for digest in unconfirmed
+        ):
+            raise
+        return None
 
 
 def followed_tag(unit: Unit, follow: Follow, tags: list[str]) -> str:

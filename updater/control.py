@@ -115,6 +115,11 @@ def _tag_digest(config: Config, unit: Unit, state_dir: Path) -> str:
         checked = check_unit(unit, clients)
     if checked.status is Status.ERROR:
         raise UpdaterError(f"{unit.name}: cannot ask which digest to approve: {checked.error}")
+    if checked.status is Status.LOCAL_IMAGE:  # asked of the registry on the containerd store only
+        raise ConfigError(
+            f"{unit.name}: container {unit.container} runs a locally built image, which no run "
+            "replaces; nothing to approve"
+        )
     if checked.remote_digest is None:
         raise ConfigError(
             f"{unit.name}: {checked.status}: no digest to approve; name one: "
@@ -152,18 +157,27 @@ def _rollback_target(
     target = _target_image(engine, unit, state, to)
     if target.id == current.id:
         raise ConfigError(f"{unit.name}: already runs {target.id[:19]}; nothing to roll back")
-    digests = target.digests_for(unit.image)
-    if not digests:
+    digest = to or _kept_digest(target, unit)
+    if digest is None:
         raise ConfigError(
             f"{unit.name}: image {target.id[:19]} has no digest from {unit.image.repository}; "
             "nothing done"
         )
-    running = current.digests_for(unit.image)
-    digest, away = to or digests[0], running[0] if running else None
+    # The containerd store confirms a digest only with the registry, which a rollback never
+    # asks: what runs is named in the repository, and that name's digest is what it runs.
+    running = current.digests_for(unit.image) or current.unconfirmed_for(unit.image)
+    away = running[0] if running else None
     checked = Checked(
         unit, Status.UPDATE_AVAILABLE, away, digest, container=container, running_image=current
     )
     return checked, Deploy(digest, current.id, away)
+
+
+def _kept_digest(image: Image, unit: Unit) -> str | None:
+    """The digest a kept image was deployed from; on the containerd store, where the image
+    the tag left keeps no name, the digest of its manifest (a unit never leaves a local one)."""
+    digests = image.digests_for(unit.image)
+    return digests[0] if digests else image.manifest
 
 
 def _target_image(engine: Engine, unit: Unit, state: State, to: str | None) -> Image:

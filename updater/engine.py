@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from updater.errors import EngineError, UpdaterError
-from updater.reference import Reference
+from updater.reference import Reference, is_sha256
 from updater.reference import parse as parse_reference
 from updater.wire import Answer, Connection, Pool, ProtocolError, TooLarge
 
@@ -42,7 +42,9 @@ class Image:
 
     The containerd image store (Docker 29's default) makes up `repo@digest-of-its-manifest`
     for every name an image has, built here or pulled; those a pull by digest did not make
-    are `unconfirmed` until the registry says it has that manifest.
+    are `unconfirmed` until the registry says it has that manifest. There the image is its
+    manifest (or index): `manifest` is that digest, which is also its ID; None on the classic
+    store, whose IDs are config digests no registry serves.
     """
 
     id: str
@@ -51,6 +53,7 @@ class Image:
     size: int
     labels: Mapping[str, str] = field(default_factory=dict)  # the image config's Labels
     unconfirmed: tuple[str, ...] = ()
+    manifest: str | None = None
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -62,7 +65,12 @@ class Image:
         return _digests_in(self.repo_digests, ref)
 
     def unconfirmed_for(self, ref: Reference) -> list[str]:
-        """The digests in `ref`'s repository only the registry can tell served from local."""
+        """The digests in `ref`'s repository only the registry can tell served from local.
+
+        An image with no name left (its tag moved on to a newer build) is its manifest.
+        """
+        if self.manifest and not self.repo_digests and not self.unconfirmed:
+            return [self.manifest]
         return _digests_in(self.unconfirmed, ref)
 
     def confirmed(self, ref: Reference, remote: str, has_manifest: Callable[[str], bool]) -> Image:
@@ -204,24 +212,19 @@ class Engine:
         )
 
     def image(self, name: str) -> Image | None:
-        """The image named by ID, `repo:tag` or `repo@digest`; None when absent."""
+        """The image named by ID, `repo:tag` or `repo@digest`; None when absent.
+
+        On the containerd store `repo@digest` names only an image that has a name in `repo`;
+        an image the updater superseded keeps just a dangling name, and is found by its
+        manifest digest instead, which is the same content a pull of `repo@digest` brings.
+        """
         data = self._inspect("images", name, f"inspecting image {name}")
-        if data is None:
-            return None
-        digests = tuple(data.get("RepoDigests") or ())
-        names = tuple(data.get("RepoTags") or ())
-        served, unconfirmed = digests, ()
-        if _content_store(data):  # only the names a pull by digest made say a registry served it
-            served = tuple(d for d in digests if d in names)
-            unconfirmed = tuple(d for d in digests if d not in names)
-        return Image(
-            id=data["Id"],
-            repo_digests=served,
-            repo_tags=names,
-            size=int(data.get("Size") or 0),
-            labels=_labels(data),
-            unconfirmed=unconfirmed,
-        )
+        _, at, digest = name.partition("@")
+        if data is None and at and is_sha256(digest):
+            data = self._inspect("images", digest, f"inspecting image {digest}")
+            if data is None or _manifest(data) != digest:
+                return None
+        return None if data is None else _image(data)
 
     def pull(
         self, ref: Reference, digest: str, progress: Callable[[dict[str, Any]], None]
@@ -286,6 +289,32 @@ class Engine:
         except EngineError:
             return False
         return True
+
+
+def _image(data: dict[str, Any]) -> Image:
+    digests = tuple(data.get("RepoDigests") or ())
+    names = tuple(data.get("RepoTags") or ())
+    served, unconfirmed = digests, ()
+    if _content_store(data):  # only the names a pull by digest made say a registry served it
+        served = tuple(d for d in digests if d in names)
+        unconfirmed = tuple(d for d in digests if d not in names)
+    return Image(
+        id=data["Id"],
+        repo_digests=served,
+        repo_tags=names,
+        size=int(data.get("Size") or 0),
+        labels=_labels(data),
+        unconfirmed=unconfirmed,
+        manifest=_manifest(data),
+    )
+
+
+def _manifest(data: dict[str, Any]) -> str | None:
+    """The digest of the manifest (or index) a containerd-store image is; None on classic."""
+    if not _content_store(data):
+        return None
+    described = (data.get("Descriptor") or {}).get("digest")
+    return str(described or data["Id"])
 
 
 def _labels(data: dict[str, Any]) -> dict[str, str]:

@@ -2,8 +2,9 @@
 
 Docker 29 (Flatcar Alpha) keeps images in containerd's content store, where image IDs are
 manifest digests, every name gets a made-up RepoDigest, pulled-by-digest names show in RepoTags
-and re-tagging replaces a name by deleting and re-creating it. Each engine of FLAVOURS gets a
-dockerd of its own for the module; testbed/engines.sh fetches the newer ones.
+and re-tagging replaces a name by deleting and re-creating it. That store is the tier's default
+engine (testbed.engine.DEFAULT); each other engine of FLAVOURS gets a dockerd of its own for the
+module; testbed/engines.sh fetches the newer ones.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import uuid
 import docker
 import pytest
 
-from testbed.engine import FLAVOURS, Dockerd, build_image, import_image, push
+from testbed.engine import DEFAULT, OTHERS, Dockerd, build_image, import_image, push
 from updater.engine import Engine
 from updater.reference import parse
 
 pytestmark = pytest.mark.engine
 
 
-@pytest.fixture(scope="module", params=list(FLAVOURS))
+@pytest.fixture(scope="module", params=[DEFAULT, *OTHERS])
 def flavoured(request, tmp_path_factory):
+    if request.param == DEFAULT:  # the rest of the tier's engine
+        yield request.getfixturevalue("dockerd")
+        return
     engine = Dockerd(tmp_path_factory.mktemp(f"dockerd-{request.param}"), flavour=request.param)
     engine.start()
     yield engine
@@ -112,6 +116,23 @@ def test_retagging_never_leaves_the_tag_absent(on_engine, registry):
     assert image is not None and image.id == first
 
 
+def test_the_image_a_tag_left_is_found_by_its_digest(on_engine, registry):
+    """Pulled by tag, then superseded: `repo@digest` still finds it (a rollback's target)."""
+    dockerd, engine = on_engine
+    repo = repository(registry)
+    ref = parse(f"{repo}:prod")
+    build_image(dockerd, str(ref), seed=f"{repo}-v1")
+    old_digest = push(dockerd, str(ref))
+    dockerd.docker("rmi", str(ref))
+    dockerd.docker("pull", str(ref))  # as the unit's first `docker run` does
+    old = engine.image(str(ref))
+    new, _ = pulled_by_digest(dockerd, repo, "v2")
+    engine.tag(new, ref)
+    found = engine.image(f"{repo}@{old_digest}")
+    assert old is not None and found is not None and found.id == old.id
+    assert engine.image(f"{repo}@sha256:{'0' * 64}") is None
+
+
 def test_a_superseded_image_with_only_digest_names_is_removed(on_engine, registry):
     dockerd, engine = on_engine
     repo = repository(registry)
@@ -156,7 +177,7 @@ def test_check_tells_pulled_from_local_on_every_engine(on_engine, registry, cli)
     cli.unit("local.service", f"{local}:prod", container=own)
     # The containerd store names a local build like a pulled image: the registry tells them
     # apart, with one HEAD of the digest, only when the tag does not name it.
-    extra = 1 if "containerd-snapshotter" in dockerd.flavour.features else 0
+    extra = 1 if dockerd.flavour.containerd_store else 0
     try:
         registry.clear_log()
         code, reports = cli("check")
@@ -186,3 +207,56 @@ def test_check_tells_pulled_from_local_on_every_engine(on_engine, registry, cli)
 
 def old_id(dockerd: Dockerd, container: str) -> str:
     return dockerd.docker("inspect", "-f", "{{.Image}}", container).stdout.strip()
+
+
+def test_check_of_a_pinned_reference_on_every_engine(on_engine, registry, cli):
+    """Pinned: the pin is the desired state; what runs is told pulled or local as for a tag."""
+    dockerd, _ = on_engine
+    pulled, local = repository(registry), repository(registry)
+    build_image(dockerd, f"{pulled}:prod", seed=f"{pulled}-v1")
+    v1 = push(dockerd, f"{pulled}:prod")
+    dockerd.docker("rmi", f"{pulled}:prod")
+    dockerd.docker("pull", f"{pulled}:prod")  # as the unit's first `docker run` does
+    current = running(dockerd, f"{pulled}:prod")
+    build_image(dockerd, f"{pulled}:next", seed=f"{pulled}-v2")
+    v2 = push(dockerd, f"{pulled}:next")
+    build_image(dockerd, f"{local}:prod", seed=f"{local}-pushed")
+    pushed = push(dockerd, f"{local}:prod")
+    import_image(dockerd, f"{local}:prod", seed=f"{local}-local")
+    own = running(dockerd, f"{local}:prod")
+    try:
+        for pin, expected in ((v1, ("pinned", v1, v1)), (v2, ("update-available", v1, v2))):
+            cli.config.write_text("")
+            cli.unit("pulled.service", f"{pulled}:prod@{pin}", container=current)
+            cli.unit("local.service", f"{local}:prod@{pushed}", container=own)
+            registry.clear_log()
+            code, reports = cli("check")
+            assert code == 0
+            found = {
+                r["unit"]: (r["status"], r["running_digest"], r["remote_digest"]) for r in reports
+            }
+            assert found == {
+                "pulled.service": expected,
+                "local.service": ("local-image", None, pushed),
+            }
+            if pin == v1:  # running the pin: nothing to ask the registry of that unit
+                assert not [r for r in registry.requests() if pulled.split("/", 1)[1] in r.path]
+    finally:
+        dockerd.docker("rm", "-f", current, own, check=False)
+
+
+def test_approve_finds_nothing_to_approve_for_a_local_image(on_engine, registry, cli):
+    """A manual unit running a build of this host: no digest to approve, on either store."""
+    dockerd, _ = on_engine
+    local = repository(registry)
+    build_image(dockerd, f"{local}:prod", seed=f"{local}-pushed")
+    push(dockerd, f"{local}:prod")  # the registry has the tag; this host runs its own build
+    import_image(dockerd, f"{local}:prod", seed=f"{local}-local")
+    own = running(dockerd, f"{local}:prod")
+    cli.unit("local.service", f"{local}:prod", container=own, mode="manual")
+    try:
+        code, approved = cli("approve", "local.service")
+        assert (code, approved) == (2, None)
+        assert not (cli.state_dir / "state.json").exists()
+    finally:
+        dockerd.docker("rm", "-f", own, check=False)
