@@ -26,7 +26,7 @@ def connected(config: Config, state_dir: Path, *, keep_tokens: bool) -> Iterator
     next run (a check reads the cache but never writes it)."""
     docker_config = DockerConfig(config.docker_config)
     registries = Registries(config.registry, docker_config, cache=tokens.load(state_dir))
-    engine = Engine(docker_config=config.docker_config)
+    engine = Engine(docker_config=config.docker_config, credentials=docker_config)
     try:
         yield Clients(engine, registries)
     finally:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
+from updater.credentials import Credential, DockerConfig
 from updater.errors import EngineError, UpdaterError
 from updater.reference import Reference, is_sha256
 from updater.reference import parse as parse_reference
@@ -100,11 +101,16 @@ class Engine:
     """
 
     def __init__(
-        self, timeout: int = TIMEOUT, docker_config: os.PathLike[str] | None = None
+        self,
+        timeout: int = TIMEOUT,
+        docker_config: os.PathLike[str] | None = None,
+        credentials: DockerConfig | None = None,
     ) -> None:
         self.where = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
         self.timeout = timeout
         self.docker_config = docker_config  # pulls' credentials: this file, not the SDK's default
+        # The check's own resolver, so that a pull logs in exactly as the check did.
+        self.credentials = credentials or DockerConfig(docker_config)
         self._socket = (
             self.where.removeprefix("unix://") if self.where.startswith("unix://") else None
         )
@@ -229,10 +235,14 @@ class Engine:
     def pull(
         self, ref: Reference, digest: str, progress: Callable[[dict[str, Any]], None]
     ) -> Image:
-        """Pull exactly `repo@digest`; the engine resolves credentials from the Docker config."""
+        """Pull exactly `repo@digest`, with the login the registry check used."""
         name = f"{ref.repository}@{digest}"
+        auth = _auth_config(self.credentials.credential(ref.registry))
         with _translated(f"pulling {name}"):
-            for event in self.api.pull(ref.repository, tag=digest, stream=True, decode=True):
+            events = self.api.pull(
+                ref.repository, tag=digest, stream=True, decode=True, auth_config=auth
+            )
+            for event in events:
                 if "error" in event:
                     raise EngineError(f"pulling {name}: {event['error']}")
                 progress(event)
@@ -315,6 +325,15 @@ def _manifest(data: dict[str, Any]) -> str | None:
         return None
     described = (data.get("Descriptor") or {}).get("digest")
     return str(described or data["Id"])
+
+
+def _auth_config(credential: Credential | None) -> dict[str, str] | None:
+    """The engine's AuthConfig for a login; None leaves it to the SDK (anonymous, at worst)."""
+    if credential is None:
+        return None
+    if credential.identity_token:
+        return {"identitytoken": credential.identity_token}
+    return {"username": credential.username or "", "password": credential.password or ""}
 
 
 def _labels(data: dict[str, Any]) -> dict[str, str]:

@@ -61,3 +61,29 @@ def test_pull_and_check_use_the_keys_file(cli, engine_env, private, docker_confi
         assert (report["status"], report["remote_digest"]) == ("current", digest)
     finally:
         engine_env.docker("rm", "-f", name)
+
+
+def test_the_pull_logs_in_as_the_check_does(engine_env, private, tmp_path):
+    """The entry the check takes (the exact key, before an older `https://` login with a stale
+    password; `username`/`password` fields, which the SDK's own lookup ignores) is the pull's."""
+    ref, digest, _ = private
+    host = ref.split("/")[0]
+    stale = base64.b64encode(f"{USER}:an-old-password".encode()).decode()
+    key = tmp_path / "config.json"
+    key.write_text(
+        json.dumps(
+            {
+                "auths": {
+                    f"https://{host}": {"auth": stale},
+                    host: {"username": USER, "password": PASSWORD},
+                }
+            }
+        )
+    )
+    key.chmod(0o600)
+    engine = Engine(docker_config=key)
+    try:
+        image = engine.pull(parse(ref), digest, lambda event: None)
+    finally:
+        engine.close()
+    assert digest in image.digests_for(parse(ref))
