@@ -25,15 +25,15 @@ NEVER_IDLE = (
     "ssl",  # a plain-HTTP loopback registry is asked in plain HTTP, with no TLS probe
     "subprocess",  # credential helpers and systemctl only
     "shutil",  # argparse's terminal size, measured without it
-    "updater.deploy",
-    "updater.systemd",
-    "updater.health",
-    "updater.etcd",
-    "updater.notify",
-    "updater.signature",
+    "updater.commands.deploy",
+    "updater.systems.systemd",
+    "updater.decisions.health",
+    "updater.systems.etcd",
+    "updater.outputs.notify",
+    "updater.systems.signature",
     "docker",  # the SDK: pulls only
     "urllib.request",
-    "updater.metrics",  # no metrics file configured
+    "updater.outputs.metrics",  # no metrics file configured
 )
 
 
@@ -57,4 +57,4 @@ def test_an_idle_run_loads_no_tls_subprocess_or_deploying(cli, app):
     assert "1 unit: 1 unchanged" in done.stderr
     loaded = set(found["modules"])
     assert {m for m in loaded if m.split(".")[0] in NEVER_IDLE or m in NEVER_IDLE} == set()
-    assert "updater.update" in loaded  # the probe saw the run's own modules
+    assert "updater.commands.update" in loaded  # the probe saw the run's own modules

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from updater.cli import main
+from updater.commands.rollout import Rollout, Verdict
 from updater.config import Fleet
-from updater.rollout import Rollout, Verdict
 
 D = "sha256:" + "d" * 64
 

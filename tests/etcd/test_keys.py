@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from testbed.etcd import Cluster
-from updater.etcd import (
+from updater.systems.etcd import (
     Etcd,
     KeyValue,
     absent,

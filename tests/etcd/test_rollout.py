@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from testbed.etcd import Watcher
+from updater.commands.rollout import LostSlot, Rollout, Slot, Verdict
 from updater.config import Fleet, Policy, Unit
 from updater.errors import StoreError
-from updater.fleet import FailedElsewhere, Wait
-from updater.reference import parse
-from updater.rollout import LostSlot, Rollout, Slot, Verdict
+from updater.models.fleet import FailedElsewhere, Wait
+from updater.models.reference import parse
 
 D = "sha256:" + "d" * 64
 OLD = "sha256:" + "0" * 64

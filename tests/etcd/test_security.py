@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from testbed.etcd import PASSWORD, USER, Cluster
-from updater.etcd import Etcd, StoreError, absent, put_op
+from updater.systems.etcd import Etcd, StoreError, absent, put_op
 
 
 def secure(cluster: Cluster, **overrides: object) -> Etcd:

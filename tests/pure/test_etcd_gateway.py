@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from updater.etcd import Etcd, LeaseGone, StoreError, absent, put_op, range_kvs, range_op
+from updater.systems.etcd import Etcd, LeaseGone, StoreError, absent, put_op, range_kvs, range_op
 
 pytestmark = pytest.mark.pure
 

@@ -18,8 +18,8 @@ from testbed import forging
 from testbed.forging import PrivateKey, resign
 from testbed.signing import IDENTITY, ISSUER, TestCA, pem
 from tests.pure.test_signature import DIGEST, legacy, now, simple_signing
-from updater.signature import Rejected, Verify
-from updater.signature.check import Policy, check
+from updater.systems.signature import Rejected, Verify
+from updater.systems.signature.check import Policy, check
 
 WORKFLOW = "https://github.com/acme/app/.github/workflows/release.yml"
 TAGS = rf"{WORKFLOW.replace('.', '[.]')}@refs/tags/v.*"

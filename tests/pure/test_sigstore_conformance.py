@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from testbed.signing import audit_path, merkle_root
-from updater.signature import (
+from updater.systems.signature import (
     CHAIN,
     CLAIM,
     IDENTITY,
@@ -37,10 +37,10 @@ from updater.signature import (
     certificates,
     sct,
 )
-from updater.signature.check import Policy, _logged, check
-from updater.signature.found import Candidate, read_annotation_entry, read_bundle
-from updater.signature.pem import blocks
-from updater.signature.proofs import leaf_hash, root_from
+from updater.systems.signature.check import Policy, _logged, check
+from updater.systems.signature.found import Candidate, read_annotation_entry, read_bundle
+from updater.systems.signature.pem import blocks
+from updater.systems.signature.proofs import leaf_hash, root_from
 
 DATA = Path(__file__).parents[1] / "data" / "sigstore"
 CASES = DATA / "conformance" / "bundle-verify"

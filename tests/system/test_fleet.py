@@ -16,10 +16,10 @@ import pytest
 
 from testbed.apps import outcome, updater
 from testbed.etcd import Watcher
+from updater.commands.rollout import Rollout, Slot, Verdict
 from updater.config import Fleet, Policy, Unit
-from updater.fleet import keys
-from updater.reference import parse
-from updater.rollout import Rollout, Slot, Verdict
+from updater.models.fleet import keys
+from updater.models.reference import parse
 
 pytestmark = pytest.mark.system
 

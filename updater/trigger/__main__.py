@@ -8,7 +8,7 @@ import socket
 import sys
 from collections.abc import Mapping
 
-from updater.log import setup as setup_logging
+from updater.outputs.log import setup as setup_logging
 from updater.trigger.rules import request_file, request_run, serve, settings_from
 
 log = logging.getLogger("updater")
