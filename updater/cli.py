@@ -19,7 +19,7 @@ from updater.errors import ConfigError, Interrupted, LockHeld, UpdaterError
 from updater.outputs.log import setup as setup_logging
 
 if TYPE_CHECKING:
-    from updater.commands.check import Checked
+    from updater.decisions.checked import Checked
 
 log = logging.getLogger("updater")
 
@@ -88,7 +88,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _check(args: argparse.Namespace, out: TextIO) -> ExitStatus:
-    from updater.commands.check import Status, check
+    from updater.commands.check import check
+    from updater.decisions.checked import Status
 
     conf = config.load(args.config)
     results = check(conf, conf.select(args.unit), args.state_dir)

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from updater.commands.check import Status, decide, needs_remote
+from updater.commands.check import decide, needs_remote
 from updater.config import Policy, Unit
+from updater.decisions.checked import Status
 from updater.decisions.health import Expectation, Observation, verify
 from updater.models.reference import parse
 from updater.systems.engine import Container, Image

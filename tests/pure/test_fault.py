@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from updater.commands.check import Checked, Status
-from updater.commands.update import Host, update
+from updater.commands.host import Host
+from updater.commands.update import update
 from updater.config import Policy, Unit
+from updater.decisions.checked import Checked, Status
 from updater.decisions.fault import Fault, Surroundings, blame, excuse
 from updater.models.outcome import Outcome
 from updater.models.reference import parse

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from updater.commands.check import Checked, Status
 from updater.config import Policy, Unit
+from updater.decisions.checked import Checked, Status
 from updater.decisions.plan import Deploy, Leave, Resume, RollBack, next_step, waiting
 from updater.models.outcome import Outcome
 from updater.models.reference import parse

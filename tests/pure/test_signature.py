@@ -38,10 +38,11 @@ from testbed.signing import (
     private_pem,
     public_pem,
 )
-from updater.systems.signature import Rejected, Verify, check_policy
 from updater.systems.signature.check import Policy, check
 from updater.systems.signature.crypto import verifies
 from updater.systems.signature.found import Candidate, pae, read_annotation_entry, read_bundle_entry
+from updater.systems.signature.stages import Rejected
+from updater.systems.signature.verify import Verify, check_policy
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32
@@ -249,7 +250,7 @@ def test_a_bad_policy_says_what_is_wrong(pki, fields, message):
 def test_checking_a_policy_imports_no_crypto_library(pki):
     """The configuration checks policies on every run; the libraries wait for a signature."""
     code = (
-        "import sys; from pathlib import Path; from updater.systems.signature import Verify, check_policy;"
+        "import sys; from pathlib import Path; from updater.systems.signature.verify import Verify, check_policy;"
         f"check_policy(Verify(key=Path({str(pki['cosign.pub'])!r})));"
         f"check_policy(Verify(identity='x', issuer='y', ca_file=Path({str(pki['ca.pem'])!r})));"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ecdsa', 'asn1crypto')))"

@@ -18,8 +18,9 @@ from testbed import forging
 from testbed.forging import PrivateKey, resign
 from testbed.signing import IDENTITY, ISSUER, TestCA, pem
 from tests.pure.test_signature import DIGEST, legacy, now, simple_signing
-from updater.systems.signature import Rejected, Verify
 from updater.systems.signature.check import Policy, check
+from updater.systems.signature.stages import Rejected
+from updater.systems.signature.verify import Verify
 
 WORKFLOW = "https://github.com/acme/app/.github/workflows/release.yml"
 TAGS = rf"{WORKFLOW.replace('.', '[.]')}@refs/tags/v.*"

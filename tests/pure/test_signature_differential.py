@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 from testbed import forging
 from testbed.forging import PrivateKey
 from testbed.fuzzing import fuzz
-from updater.systems.signature import Rejected, certificates
+from updater.systems.signature import certificates
 from updater.systems.signature.crypto import verifies
+from updater.systems.signature.stages import Rejected
 
 KINDS: dict[str, Callable[[], PrivateKey]] = {
     "P-256": lambda: ec.generate_private_key(ec.SECP256R1()),

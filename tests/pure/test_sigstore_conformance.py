@@ -21,7 +21,12 @@ from pathlib import Path
 import pytest
 
 from testbed.signing import audit_path, merkle_root
-from updater.systems.signature import (
+from updater.systems.signature import certificates, sct
+from updater.systems.signature.check import Policy, _logged, check
+from updater.systems.signature.found import Candidate, read_annotation_entry, read_bundle
+from updater.systems.signature.pem import blocks
+from updater.systems.signature.proofs import leaf_hash, root_from
+from updater.systems.signature.stages import (
     CHAIN,
     CLAIM,
     IDENTITY,
@@ -33,14 +38,8 @@ from updater.systems.signature import (
     UNLOGGED,
     UNREADABLE,
     Rejected,
-    Verify,
-    certificates,
-    sct,
 )
-from updater.systems.signature.check import Policy, _logged, check
-from updater.systems.signature.found import Candidate, read_annotation_entry, read_bundle
-from updater.systems.signature.pem import blocks
-from updater.systems.signature.proofs import leaf_hash, root_from
+from updater.systems.signature.verify import Verify
 
 DATA = Path(__file__).parents[1] / "data" / "sigstore"
 CASES = DATA / "conformance" / "bundle-verify"

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from testbed.fuzzing import fuzz, sha256_digests
 from updater.cli import main
-from updater.commands.check import Checked, Status
 from updater.config import Policy, Unit
+from updater.decisions.checked import Checked, Status
 from updater.decisions.plan import next_step
 from updater.models.outcome import Outcome
 from updater.models.reference import parse

@@ -16,16 +16,10 @@ import pytest
 
 from testbed import PROJECT
 from testbed.trigger import BODY, SECRET, exchange, request, sending, sign, talk
+from updater.files import request_file
 from updater.outputs import log
 from updater.trigger.http import MAX_BODY, MAX_HEAD
-from updater.trigger.rules import (
-    MIN_INTERVAL,
-    Settings,
-    request_file,
-    request_run,
-    serve,
-    settings_from,
-)
+from updater.trigger.rules import MIN_INTERVAL, Settings, request_run, serve, settings_from
 
 
 @pytest.fixture

@@ -13,9 +13,11 @@ import pytest
 
 from updater.config import load
 from updater.errors import ConfigError
-from updater.systems.signature import LOG, Rejected, Verify, certificates, proofs, sct
+from updater.systems.signature import certificates, proofs, sct
 from updater.systems.signature.check import Policy
 from updater.systems.signature.found import read_bundle
+from updater.systems.signature.stages import LOG, Rejected
+from updater.systems.signature.verify import Verify
 
 DATA = Path(__file__).parents[1] / "data" / "sigstore"
 PROD = DATA / "sigstore-python" / "prod_trusted_root.json"

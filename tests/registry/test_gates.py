@@ -15,12 +15,12 @@ import pytest
 from testbed.crane import BOTH_REGISTRIES
 from testbed.signing import Cosign
 from updater.commands import gates
-from updater.commands.check import Checked, Status
 from updater.config import Policy, Unit
+from updater.decisions.checked import Checked, Status
 from updater.decisions.plan import Leave
 from updater.models.outcome import Outcome
 from updater.models.reference import parse
-from updater.systems.signature import Verify
+from updater.systems.signature.verify import Verify
 from updater.systems.state import Seen, State
 
 pytestmark = pytest.mark.registry

@@ -14,8 +14,8 @@ import requests
 from testbed.proxy import Proxy
 from testbed.signing import Cosign
 from updater.commands import gates
-from updater.commands.check import Checked, Status
 from updater.config import RegistrySettings, load
+from updater.decisions.checked import Checked, Status
 from updater.models.reference import parse
 from updater.systems.credentials import DockerConfig
 from updater.systems.registry import Registries

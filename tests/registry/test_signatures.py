@@ -31,7 +31,8 @@ from updater.errors import SignatureError
 from updater.models.reference import parse
 from updater.systems.credentials import DockerConfig
 from updater.systems.registry import Registries
-from updater.systems.signature import MAX_CANDIDATES, Verify, verified
+from updater.systems.signature import MAX_CANDIDATES, verified
+from updater.systems.signature.verify import Verify
 
 pytestmark = pytest.mark.registry
 

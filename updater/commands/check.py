@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from updater.commands.clients import Clients, connected
 from updater.config import Config, Unit
+from updater.decisions.checked import Checked, Status
 from updater.errors import ManifestUnknown, RegistryError, UpdaterError
 from updater.systems.engine import Container, Image
 from updater.systems.state import Record, State
@@ -23,42 +23,6 @@ if TYPE_CHECKING:
     from updater.models.follow import Follow
 
 WORKERS = 8  # parallel checks: enough to hide round trips, few enough to stay polite
-
-
-class Status(StrEnum):
-    CURRENT = "current"
-    UPDATE_AVAILABLE = "update-available"
-    NOT_RUNNING = "not-running"
-    PINNED = "pinned"
-    LOCAL_IMAGE = "local-image"
-    HELD = "held"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Checked:
-    unit: Unit
-    status: Status
-    running_digest: str | None = None
-    remote_digest: str | None = None
-    error: str | None = None
-    container: Container | None = None
-    running_image: Image | None = None  # the engine's image the container runs
-    tag: str | None = None  # the registry's tag `remote_digest` is of (a policy's choice)
-    warnings: tuple[str, ...] = ()  # what in the unit would defeat the updater, with the fix
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "unit": self.unit.name,
-            "image": str(self.unit.image),
-            "container": self.unit.container,
-            "running_digest": self.running_digest,
-            "remote_digest": self.remote_digest,
-            "tag": self.tag,
-            "status": self.status.value,
-            "error": self.error,
-            "warnings": list(self.warnings),
-        }
 
 
 def check(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Checked]:

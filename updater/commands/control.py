@@ -7,11 +7,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from updater.commands.check import Checked, Status, check_unit
+from updater.commands.check import check_unit
 from updater.commands.clients import connected
 from updater.commands.deploy import deploy
-from updater.commands.update import Host
+from updater.commands.host import Host
 from updater.config import MANUAL, Config, Unit
+from updater.decisions.checked import Checked, Status
 from updater.decisions.plan import Deploy
 from updater.errors import ConfigError, UpdaterError
 from updater.models.outcome import Outcome, Report

@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from updater.commands.check import Checked
-from updater.commands.update import Host, report_of
+from updater.commands.host import Host
 from updater.config import Unit
+from updater.decisions.checked import Checked, report_of
 from updater.decisions.fault import Fault, InFlight, Surroundings, blame, excuse
 from updater.decisions.health import Expectation, Observation, Verdict, verify
 from updater.decisions.plan import Deploy

@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from updater.commands.check import Checked
+from updater.decisions.checked import Checked
 from updater.decisions.plan import Leave
 from updater.errors import SignatureError, Unsigned
 from updater.models.outcome import Outcome

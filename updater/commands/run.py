@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING
 
 import sdnotify
 
-from updater.commands.check import Checked, Status, check_all
+from updater.commands.check import check_all
 from updater.commands.clients import connected
-from updater.commands.update import Host, update
+from updater.commands.host import Host
+from updater.commands.update import update
 from updater.config import Config, Fleet, Notify, Unit
 from updater.decisions import plan
+from updater.decisions.checked import Checked, Status
 from updater.errors import UpdaterError
 from updater.models.outcome import Outcome, Report, any_bad, summary
 from updater.outputs import history

@@ -5,35 +5,21 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from updater.commands.check import Checked, Status
+from updater.commands.host import Host
 from updater.decisions import plan
+from updater.decisions.checked import Checked, Status, report_of
 from updater.decisions.plan import Deploy, Leave, Resume, RollBack
 from updater.errors import UpdaterError
 from updater.models.outcome import Outcome, Report
-from updater.systems.engine import Engine
-from updater.systems.registry import Registries
-from updater.systems.state import Record, State
+from updater.systems.state import Record
 
 if TYPE_CHECKING:
-    from updater.commands.rollout import Rollout
+    pass
 
 log = logging.getLogger("updater")
-
-
-@dataclass(frozen=True)
-class Host:
-    """What one unit's update acts on, besides systemd: the engine and the state file."""
-
-    engine: Engine
-    state: State
-    started: float = (
-        0.0  # when the run began (time.time()), to tell whether the CI trigger asked for it
-    )
-    registries: Registries | None = None  # for the gates a new digest passes before its pull
-    rollout: Rollout | None = None  # with [fleet]: this host's part in its group's rollouts
 
 
 def update(checked: Checked, host: Host) -> Report:
@@ -118,14 +104,3 @@ def _in_window(checked: Checked, record: Record, host: Host) -> bool:
         )
         return True
     return window.is_open(policy.window, time.time())
-
-
-def report_of(
-    checked: Checked, outcome: Outcome, error: str | None = None, since: str | None = None
-) -> Report:
-    """The unit's line in the report; `since` is the digest it ran before this update."""
-    unit = checked.unit
-    from_digest = since or checked.running_digest
-    return Report(
-        unit.name, str(unit.image), outcome, from_digest, checked.remote_digest, error, checked.tag
-    )

@@ -19,7 +19,7 @@ from updater.models.reference import Reference
 
 if TYPE_CHECKING:  # each imported only for the units whose policies have one
     from updater.models.follow import Follow
-    from updater.systems.signature import Verify
+    from updater.systems.signature.verify import Verify
     from updater.systems.window import Window
 
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.service")
@@ -555,7 +555,7 @@ def _verify(path: Path, key: str, raw: Any) -> Verify:
     """A signature policy: its files must be there and parse now, not at the first new digest."""
     table = _table(path, key, raw)
     _reject_unknown(path, key, table, _VERIFY_KEYS)
-    from updater.systems import signature
+    from updater.systems.signature import verify
 
     values: dict[str, Any] = {}
     for name, value in table.items():
@@ -573,9 +573,9 @@ def _verify(path: Path, key: str, raw: Any) -> Verify:
             values[name] = value
         else:
             values[name] = value
-    policy = signature.Verify(**values)
+    policy = verify.Verify(**values)
     try:
-        signature.check_policy(policy)
+        verify.check_policy(policy)
     except ValueError as err:
         raise ConfigError(f"{path}: {key}: {err}") from err
     return policy

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from updater.commands.check import Checked, Status
 from updater.config import AUTO, MANUAL, NOTIFY
+from updater.decisions.checked import Checked, Status
 from updater.models.outcome import Outcome
 from updater.systems.state import Failure, Pending, Record
 

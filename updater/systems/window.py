@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from updater.errors import ConfigError, UpdaterError
+from updater.files import request_file
 
 TIMEOUT = 5  # seconds systemd-analyze may take
 _ELAPSE = re.compile(r"^\s*(?:Next elapse|\(in UTC\)): \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC$")
@@ -68,8 +69,6 @@ def is_open(window: Window, now: float) -> bool:
 
 def triggered(now: float) -> bool:
     """Whether this run is the one the CI trigger asked for (its request is this recent)."""
-    from updater.trigger.rules import request_file  # only for units the trigger may override
-
     try:
         return 0 <= now - os.stat(request_file(os.environ)).st_mtime <= TRIGGER_GRACE
     except OSError:

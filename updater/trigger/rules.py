@@ -27,8 +27,6 @@ log = logging.getLogger("updater")
 
 DEFAULT_SECRET_FILE = Path("/etc/updater/trigger.secret")
 CREDENTIAL = "trigger.secret"  # the LoadCredential= name in updater-trigger@.service
-DEFAULT_RUN_DIR = Path("/run/updater-trigger")
-REQUEST_FILE = "run-requested"  # in the runtime directory; updater-trigger.path watches it
 DEADLINE = 5.0  # seconds for the whole request, from accept to the last body byte
 # At most one run request per 3 s: systemd refuses a 6th start of updater.service within 10 s
 # (its default start limit), and the path unit would then stop. 429 tells CI when to retry.
@@ -65,14 +63,6 @@ def settings_from(environ: Mapping[str, str]) -> Settings:
         secret_copy=Path(credentials, CREDENTIAL) if credentials else None,
         path=environ.get("UPDATER_TRIGGER_PATH") or "/",
     )
-
-
-def request_file(environ: Mapping[str, str]) -> Path:
-    """The file whose change starts updater.service (through updater-trigger.path)."""
-    if environ.get("UPDATER_TRIGGER_FILE"):
-        return Path(environ["UPDATER_TRIGGER_FILE"])
-    run_dir = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    return Path(run_dir or DEFAULT_RUN_DIR) / REQUEST_FILE
 
 
 def request_run(path: Path) -> None:

@@ -11,10 +11,10 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
-from updater.config import RegistrySettings
 from updater.errors import BadContent, ManifestUnknown, RegistryError
 from updater.models.reference import Reference, is_sha256
 from updater.systems.credentials import DockerConfig
@@ -60,6 +60,16 @@ class _Host:
     context: ssl.SSLContext | None = None
     plain_first: bool = False  # plain http tried first; an answer a TLS server gives: a probe
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class RegistrySettings(Protocol):
+    """What the client reads of a registry's configured settings (`[registries."NAME"]`)."""
+
+    @property
+    def insecure(self) -> bool: ...
+
+    @property
+    def ca_file(self) -> Path | None: ...
 
 
 class Registries:

@@ -9,9 +9,9 @@ import re
 
 from asn1crypto import core, x509
 
-from updater.systems.signature import CHAIN, IDENTITY, ISSUER, MALFORMED, Rejected
 from updater.systems.signature.crypto import verifies
 from updater.systems.signature.pem import key_type
+from updater.systems.signature.stages import CHAIN, IDENTITY, ISSUER, MALFORMED, Rejected
 
 ISSUER_V2 = "1.3.6.1.4.1.57264.1.8"  # a DER UTF8String
 ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"  # the raw bytes of the URL (deprecated)

@@ -13,24 +13,18 @@ from typing import Any
 
 from asn1crypto import x509
 
-from updater.systems.signature import (
+from updater.systems.signature import certificates, pem, sct, timestamp, tlog, trust
+from updater.systems.signature.crypto import verifies
+from updater.systems.signature.found import Candidate
+from updater.systems.signature.stages import (
     CLAIM,
     MALFORMED,
     SIGNATURE,
     SIGNER,
     UNREADABLE,
     Rejected,
-    Verify,
-    certificates,
-    check_policy,
-    pem,
-    sct,
-    timestamp,
-    tlog,
-    trust,
 )
-from updater.systems.signature.crypto import verifies
-from updater.systems.signature.found import Candidate
+from updater.systems.signature.verify import Verify, check_policy
 
 SIMPLE_SIGNING_TYPE = "cosign container image signature"
 IN_TOTO = "application/vnd.in-toto+json"

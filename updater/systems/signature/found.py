@@ -15,7 +15,7 @@ from itertools import chain, islice
 from typing import TYPE_CHECKING, Any
 
 from updater.errors import BadContent, ManifestUnknown
-from updater.systems.signature import MALFORMED, UNREADABLE, Rejected
+from updater.systems.signature.stages import MALFORMED, UNREADABLE, Rejected
 
 if TYPE_CHECKING:
     from updater.models.reference import Reference

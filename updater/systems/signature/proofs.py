@@ -8,10 +8,10 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from updater.systems.signature import LOG, Rejected
 from updater.systems.signature.crypto import verifies
 from updater.systems.signature.found import Proof
 from updater.systems.signature.pem import key_type
+from updater.systems.signature.stages import LOG, Rejected
 from updater.systems.signature.trust import Log, note_key_id
 
 MAX_PROOF = 64  # a tree of 2**64 leaves needs no more hashes

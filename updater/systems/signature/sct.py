@@ -8,8 +8,8 @@ import hashlib
 
 from asn1crypto import core, x509
 
-from updater.systems.signature import CHAIN, Rejected
 from updater.systems.signature.crypto import verifies
+from updater.systems.signature.stages import CHAIN, Rejected
 from updater.systems.signature.trust import Log
 
 SCT_LIST = "1.3.6.1.4.1.11129.2.4.2"

@@ -9,8 +9,8 @@ import hashlib
 
 from asn1crypto import cms, tsp, x509
 
-from updater.systems.signature import CHAIN, MALFORMED, Rejected
 from updater.systems.signature.crypto import verifies
+from updater.systems.signature.stages import CHAIN, MALFORMED, Rejected
 
 MAX_TIMESTAMPS = 4
 _HASHES = {"sha256", "sha384", "sha512"}

@@ -12,10 +12,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from updater.systems.signature import LOG, MALFORMED, UNLOGGED, Rejected, proofs
+from updater.systems.signature import proofs
 from updater.systems.signature.crypto import verifies
 from updater.systems.signature.found import Candidate, Entry
 from updater.systems.signature.pem import blocks, key_type
+from updater.systems.signature.stages import LOG, MALFORMED, UNLOGGED, Rejected
 from updater.systems.signature.trust import Log, note_key_id
 
 MAX_ENTRIES = 4
