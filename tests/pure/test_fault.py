@@ -15,7 +15,8 @@ from updater.models.outcome import Outcome
 from updater.models.reference import parse
 from updater.systems.engine import Container
 from updater.systems.reboot import scheduled_reason, staged_reason
-from updater.systems.state import Pending, Record, State
+from updater.systems.state import State
+from updater.systems.state.records import Pending, Record
 from updater.systems.systemd import JobEnd, job_end
 
 OLD = "sha256:" + "1" * 64

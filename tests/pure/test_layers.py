@@ -114,3 +114,7 @@ def test_the_contract_sees_a_late_import_upward_and_a_cycle():
         "updater.models.reference (models) imports updater.commands.run (commands)"
     ]
     assert cycles({"a": {"b"}, "b": {"a"}}) == [["a", "b", "a"]]
+
+
+def test_no_module_is_over_400_lines():
+    assert {n: p for n, p in modules().items() if len(p.read_text().splitlines()) > 400} == {}

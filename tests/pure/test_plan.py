@@ -13,7 +13,7 @@ from updater.decisions.plan import Deploy, Leave, Resume, RollBack, next_step, w
 from updater.models.outcome import Outcome
 from updater.models.reference import parse
 from updater.systems.engine import Container, Image
-from updater.systems.state import Failure, Hold, Pending, Record
+from updater.systems.state.records import Failure, Hold, Pending, Record
 
 OLD = "sha256:" + "1" * 64
 NEW = "sha256:" + "2" * 64

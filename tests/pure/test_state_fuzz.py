@@ -21,7 +21,8 @@ from updater.decisions.plan import next_step
 from updater.models.outcome import Outcome
 from updater.models.reference import parse
 from updater.systems.engine import Container, Image
-from updater.systems.state import Entry, Failure, Hold, Pending, Record, State
+from updater.systems.state import State
+from updater.systems.state.records import Entry, Failure, Hold, Pending, Record
 
 UNITS = ("a.service", "b.service")
 IMAGES = ("img-old", "img-new")

@@ -21,7 +21,8 @@ from updater.decisions.plan import Leave
 from updater.models.outcome import Outcome
 from updater.models.reference import parse
 from updater.systems.signature.verify import Verify
-from updater.systems.state import Seen, State
+from updater.systems.state import State
+from updater.systems.state.records import Seen
 
 pytestmark = pytest.mark.registry
 

@@ -19,7 +19,8 @@ from updater.decisions.checked import Checked, Status
 from updater.models.reference import parse
 from updater.systems.credentials import DockerConfig
 from updater.systems.registry import Registries
-from updater.systems.state import Seen, State
+from updater.systems.state import State
+from updater.systems.state.records import Seen
 
 pytestmark = pytest.mark.registry
 

@@ -17,7 +17,8 @@ from updater.config import Config, Unit
 from updater.decisions.checked import Checked, Status
 from updater.errors import ManifestUnknown, RegistryError, UpdaterError
 from updater.systems.engine import Container, Image
-from updater.systems.state import Record, State
+from updater.systems.state import State
+from updater.systems.state.records import Record
 
 if TYPE_CHECKING:
     from updater.models.follow import Follow

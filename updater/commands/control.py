@@ -19,7 +19,8 @@ from updater.models.outcome import Outcome, Report
 from updater.models.reference import is_sha256
 from updater.outputs import history
 from updater.systems.engine import Engine, Image
-from updater.systems.state import Entry, Failure, Hold, State, lock
+from updater.systems.state import State, lock
+from updater.systems.state.records import Entry, Failure, Hold
 
 log = logging.getLogger("updater")
 

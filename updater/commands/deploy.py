@@ -30,7 +30,7 @@ from updater.outputs.history import now
 from updater.systems import systemd
 from updater.systems.engine import Engine, Image
 from updater.systems.reboot import inhibited
-from updater.systems.state import Failure, Pending
+from updater.systems.state.records import Failure, Pending
 
 if TYPE_CHECKING:
     from updater.commands.rollout import Rollout, Telling

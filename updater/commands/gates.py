@@ -15,7 +15,8 @@ from updater.errors import SignatureError, Unsigned
 from updater.models.outcome import Outcome
 from updater.outputs.history import stamp
 from updater.systems.registry import Registries
-from updater.systems.state import Failure, Seen, State
+from updater.systems.state import State
+from updater.systems.state.records import Failure, Seen
 
 log = logging.getLogger("updater")
 

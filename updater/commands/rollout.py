@@ -22,7 +22,8 @@ from updater.errors import StoreError, UpdaterError
 from updater.models import fleet
 from updater.models.fleet import FailedElsewhere, Snapshot, Take, Wait
 from updater.outputs.history import now, stamp
-from updater.systems.etcd import Etcd, absent, present_under, put_op, range_kvs, range_op
+from updater.systems.etcd import Etcd
+from updater.systems.etcd.ops import absent, present_under, put_op, range_kvs, range_op
 
 log = logging.getLogger("updater")
 

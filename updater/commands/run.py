@@ -30,7 +30,8 @@ from updater.models.outcome import Outcome, Report, any_bad, summary
 from updater.outputs import history
 from updater.outputs.alerts import Event, alert
 from updater.systems.engine import Engine
-from updater.systems.state import Entry, State, lock
+from updater.systems.state import State, lock
+from updater.systems.state.records import Entry
 
 if TYPE_CHECKING:
     from updater.commands.rollout import Rollout

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from updater.commands.host import Host
 from updater.decisions import plan
@@ -14,10 +13,7 @@ from updater.decisions.checked import Checked, Status, report_of
 from updater.decisions.plan import Deploy, Leave, Resume, RollBack
 from updater.errors import UpdaterError
 from updater.models.outcome import Outcome, Report
-from updater.systems.state import Record
-
-if TYPE_CHECKING:
-    pass
+from updater.systems.state.records import Record
 
 log = logging.getLogger("updater")
 

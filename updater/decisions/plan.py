@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from updater.config import AUTO, MANUAL, NOTIFY
 from updater.decisions.checked import Checked, Status
 from updater.models.outcome import Outcome
-from updater.systems.state import Failure, Pending, Record
+from updater.systems.state.records import Failure, Pending, Record
 
 
 @dataclass(frozen=True)

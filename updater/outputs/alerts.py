@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from updater.models.outcome import Outcome, Report
-from updater.systems.state import Failing
+from updater.systems.state.records import Failing
 
 if TYPE_CHECKING:
     from updater.outputs.revision import Change

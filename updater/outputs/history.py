@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from updater.models.outcome import Outcome, Report
-from updater.systems.state import Entry
+from updater.systems.state.records import Entry
 
 # What a line's `event` may say. The run adds the first four; the commands the rest.
 UPDATED = "updated"
