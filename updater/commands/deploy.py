@@ -33,8 +33,7 @@ from updater.systems.reboot import inhibited
 from updater.systems.state.records import Failure, Pending
 
 if TYPE_CHECKING:
-    from updater.commands.rollout import Rollout, Telling
-    from updater.commands.rollout import Verdict as RolloutVerdict
+    from updater.commands.rollout import Evidence, Rollout, Telling
 
 log = logging.getLogger("updater")
 
@@ -66,24 +65,24 @@ def in_fleet(checked: Checked, step: Deploy, host: Host, rollout: Rollout) -> Re
     def on_failure(failure: Failure) -> None:
         # Told as the rollback starts, not after its proof: no other host takes a slot for the
         # digest meanwhile, and the slot gets a new term to cover the rollback.
-        early.append(rollout.tell_early(found, _verdict(unit.name, step.digest, failure)))
+        early.append(rollout.tell_early(found, _evidence(unit.name, step.digest, failure)))
 
     try:
         report = deploy(checked, step, host, lambda: rollout.confirm(found), on_failure)
         # Told while the slot is held: freed first, it would let a second canary in (no proof
         # yet), or another host pull a digest whose failure marker is not written yet.
-        return report if early else told(checked, report, host, step.digest)
+        return report if early else publish_evidence(checked, report, host, step.digest)
     except LostSlot as err:
         return report_of(checked, Outcome.SKIPPED, f"{err}; {step.digest} is pulled for next time")
     finally:
         for telling in early:
             if (refused := telling.wait()) is not None:
-                _keep(host, telling.verdict, refused)
+                _queue_evidence(host, telling.verdict, refused)
         if host.state.record(unit.name).pending is None:  # else its lease covers the proof left
             rollout.release(found)
 
 
-def told(checked: Checked, report: Report, host: Host, digest: str) -> Report:
+def publish_evidence(checked: Checked, report: Report, host: Host, digest: str) -> Report:
     """Publish what a fleet unit's update proved about `digest` to the group; never changes
     the report."""
     unit = report.unit
@@ -91,32 +90,32 @@ def told(checked: Checked, report: Report, host: Host, digest: str) -> Report:
         return report
     failure = host.state.record(unit).failed_digest(digest)
     if report.outcome is Outcome.UPDATED:
-        _tell(host, unit, digest)
+        _publish(host, unit, digest)
     elif failure is not None:
-        _tell(host, unit, digest, failure)
+        _publish(host, unit, digest, failure)
     return report
 
 
-def _tell(host: Host, unit: str, digest: str, failure: Failure | None = None) -> None:
+def _publish(host: Host, unit: str, digest: str, failure: Failure | None = None) -> None:
     """Tell the group `digest` is proven here (no failure) or failed, never waiting for the
     store."""
     assert host.rollout is not None
-    verdict = _verdict(unit, digest, failure)
+    verdict = _evidence(unit, digest, failure)
     try:
         host.rollout.publish(verdict)
     except UpdaterError as err:
-        _keep(host, verdict, err)
+        _queue_evidence(host, verdict, err)
 
 
-def _verdict(unit: str, digest: str, failure: Failure | None) -> RolloutVerdict:
-    from updater.commands.rollout import Verdict
+def _evidence(unit: str, digest: str, failure: Failure | None) -> Evidence:
+    from updater.commands.rollout import Evidence
 
     if failure is None:
-        return Verdict(unit, digest, True, at=now())
-    return Verdict(unit, digest, False, failure.reason, failure.at)
+        return Evidence(unit, digest, True, at=now())
+    return Evidence(unit, digest, False, failure.reason, failure.at)
 
 
-def _keep(host: Host, verdict: RolloutVerdict, err: UpdaterError) -> None:
+def _queue_evidence(host: Host, verdict: Evidence, err: UpdaterError) -> None:
     """A verdict the store did not take: in the state file, for a later run to publish."""
     log.warning("%s: fleet: %s; the verdict is published by a later run", verdict.unit, err)
     host.state.queue_verdict(verdict.unit, verdict.as_dict())

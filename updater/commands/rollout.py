@@ -42,7 +42,7 @@ class Slot:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Evidence:
     """What a host's update of a unit proved about a digest."""
 
     unit: str
@@ -60,7 +60,7 @@ class Verdict:
         }
 
     @classmethod
-    def of(cls, unit: str, raw: dict[str, Any]) -> Verdict:
+    def of(cls, unit: str, raw: dict[str, Any]) -> Evidence:
         """A verdict the state file kept for a later run to publish."""
         return cls(unit, raw["digest"], bool(raw["healthy"]), raw["reason"], raw["at"])
 
@@ -138,7 +138,7 @@ class Rollout:
         except StoreError as err:
             raise LostSlot(f"lost fleet slot {slot.number} before restarting ({err})") from err
 
-    def tell_early(self, slot: Slot, verdict: Verdict) -> Telling:
+    def tell_early(self, slot: Slot, verdict: Evidence) -> Telling:
         """As a rollback starts: publish the failure, and give the slot a new term so that the
         rollback and its proof run inside it. In a thread of its own, so that a store that does
         not answer never delays the rollback; `Telling.wait` before the store is used again."""
@@ -158,7 +158,7 @@ class Rollout:
         except StoreError as err:  # it ends with its lease anyway
             log.warning("fleet: could not give back slot %d: %s", slot.number, err)
 
-    def publish(self, verdict: Verdict) -> None:
+    def publish(self, verdict: Evidence) -> None:
         """A healthy digest's proof, or the group's failure marker (the first failure wins)."""
         k, host = self.keys, self.settings.host
         if verdict.healthy:
@@ -258,13 +258,15 @@ class Rollout:
 class Telling:
     """A verdict on its way to the store while the main thread rolls back."""
 
-    def __init__(self, rollout: Rollout, slot: Slot, verdict: Verdict) -> None:
+    def __init__(self, rollout: Rollout, slot: Slot, verdict: Evidence) -> None:
         self.verdict = verdict
         self._error: UpdaterError | None = None
-        self._thread = threading.Thread(target=self._tell, args=(rollout, slot), daemon=True)
+        self._thread = threading.Thread(
+            target=self._renew_and_publish, args=(rollout, slot), daemon=True
+        )
         self._thread.start()
 
-    def _tell(self, rollout: Rollout, slot: Slot) -> None:
+    def _renew_and_publish(self, rollout: Rollout, slot: Slot) -> None:
         rollout.renew(slot)
         try:
             rollout.publish(self.verdict)

@@ -141,14 +141,14 @@ def _password(settings: Fleet) -> str | None:
 
 def _publish_queued(rollout: Rollout, units: Sequence[Unit], state: State) -> None:
     """The verdicts earlier runs could not tell the group, before this run decides anything."""
-    from updater.commands.rollout import Verdict
+    from updater.commands.rollout import Evidence
 
     for unit in units:
         queued = state.record(unit.name).unpublished
         if queued is None:
             continue
         try:
-            rollout.publish(Verdict.of(unit.name, queued))
+            rollout.publish(Evidence.of(unit.name, queued))
         except UpdaterError as err:
             log.warning("%s: fleet: %s; the verdict waits for a later run", unit.name, err)
             return

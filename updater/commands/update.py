@@ -35,7 +35,7 @@ def update(checked: Checked, host: Host) -> Report:
     if isinstance(step, Leave):
         return report_of(checked, step.outcome, step.reason)
     # Here, not at the top: only a unit that moves pays for systemctl and the health proof.
-    from updater.commands.deploy import deploy, finish_rollback, in_fleet, resume, told
+    from updater.commands.deploy import deploy, finish_rollback, in_fleet, publish_evidence, resume
 
     try:
         match step:
@@ -50,11 +50,13 @@ def update(checked: Checked, host: Host) -> Report:
                 return deploy(checked, step, host)
             case Resume(pending):
                 log.warning("%s: finishing the update an earlier run began", checked.unit.name)
-                return told(checked, resume(checked, pending, host), host, pending.to_digest)
+                return publish_evidence(
+                    checked, resume(checked, pending, host), host, pending.to_digest
+                )
             case RollBack(pending, failure):
                 log.warning("%s: finishing the rollback an earlier run began", checked.unit.name)
                 rolled = finish_rollback(checked, pending, failure, host)
-                return told(checked, rolled, host, pending.to_digest)
+                return publish_evidence(checked, rolled, host, pending.to_digest)
     except UpdaterError as err:
         return report_of(checked, Outcome.FAILED, str(err))
 

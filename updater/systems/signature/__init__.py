@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING
 
 from updater.errors import ConfigError, SignatureError, Unsigned
-from updater.systems.signature.stages import MALFORMED, UNREADABLE, Rejected
+from updater.systems.signature.stages import MALFORMED, UNREADABLE, NotVerified
 
 if TYPE_CHECKING:
     from updater.models.reference import Reference
@@ -30,26 +30,26 @@ def verified(
     there is none at all), ConfigError
     when the policy's files no longer read; RegistryError passes through: it is no verdict."""
     from updater.systems.signature import found
-    from updater.systems.signature.check import Policy, check
+    from updater.systems.signature.check import LoadedPolicy, check
 
     what = f"verifying {ref.repository}@{digest}"
     try:
-        policy = Policy.load(verify)
+        policy = LoadedPolicy.load(verify)
     except ValueError as err:
         raise ConfigError(f"{what}: {err}") from err
     at = time.time() if now is None else now
-    failures: list[Rejected] = []
+    failures: list[NotVerified] = []
     for candidate in found.candidates(registries, ref, digest, MAX_CANDIDATES):
-        if isinstance(candidate, Rejected):
+        if isinstance(candidate, NotVerified):
             failures.append(candidate)
             continue
         try:
             return f"{candidate.form} ({candidate.where}) {check(candidate, digest, policy, at)}"
-        except Rejected as err:
+        except NotVerified as err:
             err.where = err.where or candidate.where
             failures.append(err)
         except MALFORMED as err:  # a certificate's field that parsed but does not make sense
-            failures.append(Rejected(UNREADABLE, f"it does not read ({err!r})", candidate.where))
+            failures.append(NotVerified(UNREADABLE, f"it does not read ({err!r})", candidate.where))
     if not failures:
         tag = found.signature_tag(digest)
         raise Unsigned(f"{what}: no signature found (looked for the tag {tag} and referrers)")

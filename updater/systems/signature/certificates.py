@@ -11,7 +11,7 @@ from asn1crypto import core, x509
 
 from updater.systems.signature.crypto import verifies
 from updater.systems.signature.pem import key_type
-from updater.systems.signature.stages import CHAIN, IDENTITY, ISSUER, MALFORMED, Rejected
+from updater.systems.signature.stages import CHAIN, IDENTITY, ISSUER, MALFORMED, NotVerified
 
 ISSUER_V2 = "1.3.6.1.4.1.57264.1.8"  # a DER UTF8String
 ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"  # the raw bytes of the URL (deprecated)
@@ -58,17 +58,17 @@ def _once_each(certificate: x509.Certificate) -> None:
 
 
 def check_chain(leaf: x509.Certificate, cas: list[x509.Certificate], at: float, clock: str) -> None:
-    """Raise Rejected(CHAIN) unless `leaf` is a valid code-signing certificate at time `at`
+    """Raise NotVerified(CHAIN) unless `leaf` is a valid code-signing certificate at time `at`
     (which `clock` explains) whose chain of signatures reaches a certificate of `cas` (up to
     a self-signed one when there), each issuer a CA valid then."""
     when = (dt.datetime.fromtimestamp(at, dt.UTC), clock)
     _valid(leaf, when, "its certificate")
     eku = leaf.extended_key_usage_value
     if eku is not None and "code_signing" not in eku.native:
-        raise Rejected(CHAIN, "its certificate is not for code signing (extended key usage)")
+        raise NotVerified(CHAIN, "its certificate is not for code signing (extended key usage)")
     usage = leaf.key_usage_value
     if usage is not None and "digital_signature" not in usage.native:
-        raise Rejected(CHAIN, "its certificate's key usage does not allow signatures")
+        raise NotVerified(CHAIN, "its certificate's key usage does not allow signatures")
     current, below = leaf, 0
     for _ in range(MAX_DEPTH):
         issuer = _issuer(current, cas)
@@ -79,7 +79,7 @@ def check_chain(leaf: x509.Certificate, cas: list[x509.Certificate], at: float, 
         if issuer.self_signed != "no":
             return
         current, below = issuer, below + 1
-    raise Rejected(CHAIN, f"its certificate chain is longer than {MAX_DEPTH}")
+    raise NotVerified(CHAIN, f"its certificate chain is longer than {MAX_DEPTH}")
 
 
 def identities(leaf: x509.Certificate) -> list[str]:
@@ -105,33 +105,35 @@ def oidc_issuer(leaf: x509.Certificate) -> str | None:
         if ISSUER_V1 in found:
             return _shown(found[ISSUER_V1].decode())
     except (ValueError, TypeError):
-        raise Rejected(ISSUER, "its certificate's OIDC issuer extension does not parse") from None
+        raise NotVerified(
+            ISSUER, "its certificate's OIDC issuer extension does not parse"
+        ) from None
     return None
 
 
 def check_identity(leaf: x509.Certificate, exact: str | None, pattern: str | None) -> str:
-    """The identity that is exactly `exact` or fully matches `pattern`; Rejected(IDENTITY)."""
+    """The identity that is exactly `exact` or fully matches `pattern`; NotVerified(IDENTITY)."""
     names = identities(leaf)
     for name in names:
         if name == exact or (pattern is not None and re.fullmatch(pattern, name)):
             return name
     wanted = exact if exact is not None else f"matching {pattern}"
     if not names:
-        raise Rejected(
+        raise NotVerified(
             IDENTITY, f"its certificate names no identity (SAN URI or e-mail), not {wanted}"
         )
-    raise Rejected(IDENTITY, f"its certificate's identity {', '.join(names)} is not {wanted}")
+    raise NotVerified(IDENTITY, f"its certificate's identity {', '.join(names)} is not {wanted}")
 
 
 def check_issuer(leaf: x509.Certificate, exact: str | None, pattern: str | None) -> str:
-    """The OIDC issuer, when it is exactly `exact` or fully matches `pattern`; Rejected(ISSUER)."""
+    """The OIDC issuer, when exactly `exact` or fully matching `pattern`; NotVerified(ISSUER)."""
     found = oidc_issuer(leaf)
     wanted = exact if exact is not None else f"matching {pattern}"
     if found is None:
-        raise Rejected(ISSUER, f"its certificate records no OIDC issuer, not {wanted}")
+        raise NotVerified(ISSUER, f"its certificate records no OIDC issuer, not {wanted}")
     if found == exact or (pattern is not None and re.fullmatch(pattern, found)):
         return found
-    raise Rejected(ISSUER, f"its certificate's OIDC issuer {found} is not {wanted}")
+    raise NotVerified(ISSUER, f"its certificate's OIDC issuer {found} is not {wanted}")
 
 
 def _ia5(value: core.Asn1Value) -> str:
@@ -141,7 +143,7 @@ def _ia5(value: core.Asn1Value) -> str:
             raise ValueError("a constructed string, not DER")
         return _shown(value.contents.decode("ascii"))
     except ValueError:
-        raise Rejected(IDENTITY, "its certificate's identity is not printable ASCII") from None
+        raise NotVerified(IDENTITY, "its certificate's identity is not printable ASCII") from None
 
 
 def _shown(text: str) -> str:
@@ -153,12 +155,12 @@ def _shown(text: str) -> str:
 
 def _issuer(child: x509.Certificate, cas: list[x509.Certificate]) -> x509.Certificate | None:
     """The certificate of `cas` that signed `child`: None when `child` is one of them and its
-    issuer is not, Rejected when none did."""
+    issuer is not, NotVerified when none did."""
     named = [ca for ca in cas if ca.subject == child.issuer]
     if not named:
         if any(child.dump() == ca.dump() for ca in cas):
             return None
-        raise Rejected(
+        raise NotVerified(
             CHAIN, f"no CA in ca_file is {_name(child.issuer)}, which issued {_what(child)}"
         )
     family, hash_name = _signed_with(child)
@@ -171,7 +173,7 @@ def _issuer(child: x509.Certificate, cas: list[x509.Certificate]) -> x509.Certif
                 return ca
         except ValueError:
             continue  # a CA key this verifier cannot use did not sign it
-    raise Rejected(
+    raise NotVerified(
         CHAIN, f"{_what(child)} is not signed by the CA {_name(child.issuer)} in ca_file"
     )
 
@@ -181,14 +183,14 @@ def _signed_with(child: x509.Certificate) -> tuple[str, str | None]:
     alike in its signed part (which the hash is taken from) and outside it."""
     inner = child["tbs_certificate"]["signature"]
     if inner.dump() != child["signature_algorithm"].dump():
-        raise Rejected(
+        raise NotVerified(
             CHAIN,
             f"{_what(child)} names one signature algorithm in its signed part "
             "and another outside it",
         )
     if inner.dump() not in SIGNED_WITH:
         named = inner["algorithm"].native
-        raise Rejected(CHAIN, f"{_what(child)} is signed with {named}, not {SIGNED_WITH_TEXT}")
+        raise NotVerified(CHAIN, f"{_what(child)} is signed with {named}, not {SIGNED_WITH_TEXT}")
     return SIGNED_WITH[inner.dump()]
 
 
@@ -197,26 +199,30 @@ def _valid(certificate: x509.Certificate, when: tuple[dt.datetime, str], what: s
     start, end = validity["not_before"].native, validity["not_after"].native
     at = f"(checked at {_time(when[0])}, {when[1]})"
     if when[0] < start:
-        raise Rejected(CHAIN, f"{what} is valid only from {_time(start)} {at}")
+        raise NotVerified(CHAIN, f"{what} is valid only from {_time(start)} {at}")
     if when[0] > end:
-        raise Rejected(CHAIN, f"{what} expired at {_time(end)} {at}")
+        raise NotVerified(CHAIN, f"{what} expired at {_time(end)} {at}")
     critical = certificate.critical_extensions - UNDERSTOOD
     if critical:
-        raise Rejected(CHAIN, f"{what} has critical extensions not understood: {sorted(critical)}")
+        raise NotVerified(
+            CHAIN, f"{what} has critical extensions not understood: {sorted(critical)}"
+        )
 
 
 def _may_issue(ca: x509.Certificate, below: int) -> None:
-    """Raise Rejected(CHAIN) unless `ca` may sign certificates `below` intermediates deep."""
+    """Raise NotVerified(CHAIN) unless `ca` may sign certificates `below` intermediates deep."""
     name = _name(ca.subject)
     constraints = ca.basic_constraints_value
     if constraints is None or not constraints["ca"].native:
-        raise Rejected(CHAIN, f"the certificate {name} in ca_file signed one but is not a CA")
+        raise NotVerified(CHAIN, f"the certificate {name} in ca_file signed one but is not a CA")
     usage = ca.key_usage_value
     if usage is not None and "key_cert_sign" not in usage.native:
-        raise Rejected(CHAIN, f"the CA {name}'s key usage does not allow signing certificates")
+        raise NotVerified(CHAIN, f"the CA {name}'s key usage does not allow signing certificates")
     limit = constraints["path_len_constraint"].native
     if limit is not None and below > limit:
-        raise Rejected(CHAIN, f"the CA {name} allows {limit} intermediates below it, not {below}")
+        raise NotVerified(
+            CHAIN, f"the CA {name} allows {limit} intermediates below it, not {below}"
+        )
 
 
 def _name(name: x509.Name) -> str:

@@ -1,6 +1,6 @@
 """One signature against one policy, in order: whose it is, that it is over its payload, that
 the payload names the digest, the transparency log when asked, then the certificate's chain,
-identity and issuer. Each step raises Rejected with its stage."""
+identity and issuer. Each step raises NotVerified with its stage."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from updater.systems.signature.stages import (
     SIGNATURE,
     SIGNER,
     UNREADABLE,
-    Rejected,
+    NotVerified,
 )
 from updater.systems.signature.verify import Verify, check_policy
 
@@ -33,7 +33,7 @@ COSIGN_SIGN = "https://sigstore.dev/cosign/sign/v1"  # the predicate of `cosign 
 
 
 @dataclass(frozen=True)
-class Policy:
+class LoadedPolicy:
     """A Verify with its files read: the key, the CA certificates (each with the window it is
     trusted in), the transparency logs and the CT logs."""
 
@@ -47,7 +47,7 @@ class Policy:
     stampers: tuple[tuple[list[x509.Certificate], float | None, float | None], ...] = ()
 
     @classmethod
-    def load(cls, verify: Verify) -> Policy:
+    def load(cls, verify: Verify) -> LoadedPolicy:
         """Read the policy's files; ValueError saying which does not parse."""
         check_policy(verify)
         if verify.trusted_root is not None:
@@ -64,7 +64,7 @@ class Policy:
         )
 
     @classmethod
-    def _trusted_root(cls, verify: Verify, path: Path) -> Policy:
+    def _trusted_root(cls, verify: Verify, path: Path) -> LoadedPolicy:
         root = trust.load(path)
         cas, windows = [], []
         for number, authority in enumerate(root.authorities):
@@ -103,9 +103,9 @@ class Policy:
         ]
 
 
-def check(candidate: Candidate, digest: str, policy: Policy, at: float) -> str:
+def check(candidate: Candidate, digest: str, policy: LoadedPolicy, at: float) -> str:
     """What verified `candidate` as a signature of `digest` ("by key K", "by IDENTITY from
-    ISSUER", and the log entry); Rejected otherwise. `at` is now, for certificates."""
+    ISSUER", and the log entry); NotVerified otherwise. `at` is now, for certificates."""
     leaf = _leaf(candidate, policy)
     signer = leaf.public_key.dump() if leaf is not None else policy.key
     assert signer is not None  # a policy has a key or a CA
@@ -126,7 +126,11 @@ def check(candidate: Candidate, digest: str, policy: Policy, at: float) -> str:
 
 
 def _logged(
-    candidate: Candidate, leaf: x509.Certificate | None, signer: bytes, policy: Policy, at: float
+    candidate: Candidate,
+    leaf: x509.Certificate | None,
+    signer: bytes,
+    policy: LoadedPolicy,
+    at: float,
 ) -> tuple[float, str, str]:
     """The time a certificate counts at, why then, and the account of the log entry: now
     without a log; the time the log recorded it, or (Rekor v2) a timestamp authority's."""
@@ -155,38 +159,40 @@ def _certificate(der: bytes, where: str) -> x509.Certificate:
         raise ValueError(f"{where}: {err}") from err
 
 
-def _leaf(candidate: Candidate, policy: Policy) -> x509.Certificate | None:
+def _leaf(candidate: Candidate, policy: LoadedPolicy) -> x509.Certificate | None:
     """The signing certificate a keyless policy needs; None for a key's policy."""
     if policy.key is not None:
         return None  # a certificate beside the signature says nothing the key does not
     if candidate.certificate is None:
         wanted = policy.verify.describe()
-        raise Rejected(SIGNER, f"it is signed by a key, with no certificate for {wanted}")
+        raise NotVerified(SIGNER, f"it is signed by a key, with no certificate for {wanted}")
     try:
         return certificates.load(candidate.certificate)
     except ValueError as err:
-        raise Rejected(UNREADABLE, f"its certificate does not parse: {err}") from None
+        raise NotVerified(UNREADABLE, f"its certificate does not parse: {err}") from None
 
 
 def _signature(
-    candidate: Candidate, signer: bytes, leaf: x509.Certificate | None, policy: Policy
+    candidate: Candidate, signer: bytes, leaf: x509.Certificate | None, policy: LoadedPolicy
 ) -> None:
-    """Raise Rejected unless the signature is `signer`'s over the candidate's signed bytes."""
+    """Raise NotVerified unless the signature is `signer`'s over the candidate's signed bytes."""
     prehashed = candidate.content == "message digest"
     try:
         good = verifies(signer, candidate.signature, candidate.signed, None, prehashed)
     except ValueError as err:
-        raise Rejected(SIGNER, f"its signer's key cannot be used: {err}") from None
+        raise NotVerified(SIGNER, f"its signer's key cannot be used: {err}") from None
     if good:
         return
     hint = hashlib.sha256(signer).digest()
     if leaf is not None or candidate.key_hint == hint:
-        raise Rejected(SIGNATURE, "its payload does not match its signature")
+        raise NotVerified(SIGNATURE, "its payload does not match its signature")
     if candidate.certificate is not None:
-        raise Rejected(SIGNER, f"it is signed with a certificate, not by key {policy.verify.key}")
+        raise NotVerified(
+            SIGNER, f"it is signed with a certificate, not by key {policy.verify.key}"
+        )
     if candidate.key_hint is not None:
-        raise Rejected(SIGNER, f"it is signed by another key, not by key {policy.verify.key}")
-    raise Rejected(
+        raise NotVerified(SIGNER, f"it is signed by another key, not by key {policy.verify.key}")
+    raise NotVerified(
         SIGNER,
         f"its signature does not verify with key {policy.verify.key}: "
         "another key's, or its payload was altered",
@@ -194,7 +200,7 @@ def _signature(
 
 
 def _claims(candidate: Candidate, digest: str) -> None:
-    """Raise Rejected(CLAIM) unless the (verified) payload names exactly `digest`."""
+    """Raise NotVerified(CLAIM) unless the (verified) payload names exactly `digest`."""
     if candidate.content == "message digest":
         signed = [f"sha256:{candidate.payload.hex()}"]
     else:
@@ -203,25 +209,27 @@ def _claims(candidate: Candidate, digest: str) -> None:
             reader = _simple_signing if candidate.content == "simple signing" else _statement
             signed = reader(payload, candidate)
         except MALFORMED as err:
-            raise Rejected(
+            raise NotVerified(
                 CLAIM, f"its {candidate.content} payload does not read ({err!r})"
             ) from None
     if digest not in signed:
-        raise Rejected(CLAIM, f"it signs {', '.join(signed) or 'no digest'}, not {digest}")
+        raise NotVerified(CLAIM, f"it signs {', '.join(signed) or 'no digest'}, not {digest}")
 
 
 def _simple_signing(payload: Any, candidate: Candidate) -> list[str]:
     critical = payload["critical"]
     if critical["type"] != SIMPLE_SIGNING_TYPE:
-        raise Rejected(CLAIM, f"its payload is a {critical['type']!r}, not a {SIMPLE_SIGNING_TYPE}")
+        raise NotVerified(
+            CLAIM, f"its payload is a {critical['type']!r}, not a {SIMPLE_SIGNING_TYPE}"
+        )
     return [str(critical["image"]["docker-manifest-digest"])]
 
 
 def _statement(payload: Any, candidate: Candidate) -> list[str]:
     if candidate.payload_type != IN_TOTO or payload["_type"] not in STATEMENTS:
-        raise Rejected(CLAIM, f"its envelope holds a {candidate.payload_type}, not a statement")
+        raise NotVerified(CLAIM, f"its envelope holds a {candidate.payload_type}, not a statement")
     if payload["predicateType"] != COSIGN_SIGN:
         kind = payload["predicateType"]
-        raise Rejected(CLAIM, f"it is an attestation of {kind}, not a signature ({COSIGN_SIGN})")
+        raise NotVerified(CLAIM, f"it is an attestation of {kind}, not a signature ({COSIGN_SIGN})")
     digests = [subject.get("digest") or {} for subject in payload["subject"]]
     return [f"sha256:{found['sha256']}" for found in digests if "sha256" in found]

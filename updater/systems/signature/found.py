@@ -15,7 +15,7 @@ from itertools import chain, islice
 from typing import TYPE_CHECKING, Any
 
 from updater.errors import BadContent, ManifestUnknown
-from updater.systems.signature.stages import MALFORMED, UNREADABLE, Rejected
+from updater.systems.signature.stages import MALFORMED, UNREADABLE, NotVerified
 
 if TYPE_CHECKING:
     from updater.models.reference import Reference
@@ -52,7 +52,7 @@ log = logging.getLogger("updater")
 
 
 @dataclass(frozen=True)
-class Entry:
+class LogEntry:
     """A transparency-log entry as a signature carries it, with the log's signed promise
     and/or its inclusion proof."""
 
@@ -77,7 +77,7 @@ class Candidate:
     signature: bytes
     certificate: bytes | None = None  # DER; None for a key's signature
     key_hint: bytes | None = None  # a bundle's SHA-256 of the key, when it says
-    entries: tuple[Entry, ...] = ()
+    entries: tuple[LogEntry, ...] = ()
     payload_type: str = ""
     timestamps: tuple[bytes, ...] = ()  # a bundle's RFC 3161 timestamps (DER responses)
 
@@ -88,7 +88,7 @@ def signature_tag(digest: str) -> str:
 
 def candidates(
     registries: Registries, ref: Reference, digest: str, limit: int
-) -> Iterator[Candidate | Rejected]:
+) -> Iterator[Candidate | NotVerified]:
     """Each signature of `digest` as it is found, up to `limit` from the legacy tag then up to
     `limit` from the referrers (so that a crowded tag hides no bundle), or why one does not
     read; the caller stops when it has what it needs. The image's own manifest and blobs are
@@ -116,7 +116,7 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 def _legacy(
     registries: Registries, ref: Reference, body: bytes, image: str
-) -> Iterator[Candidate | Rejected]:
+) -> Iterator[Candidate | NotVerified]:
     """Each simple signing layer of the `.sig` manifest: its payload blob and annotations."""
     try:
         layers = _object(body)["layers"]
@@ -158,7 +158,7 @@ def _simple_signing(
 
 def _referrer(
     registries: Registries, ref: Reference, digest: str, image: str
-) -> Iterator[Candidate | Rejected]:
+) -> Iterator[Candidate | NotVerified]:
     """A referrer that is a Sigstore bundle: its manifest, then its one layer."""
     where = f"the referrer {digest[:19]}"
     try:
@@ -238,10 +238,10 @@ def read_bundle(data: bytes, where: str) -> list[Candidate]:
     return _bundle(_object(data), where)
 
 
-def read_annotation_entry(bundle: dict[str, Any]) -> Entry:
+def read_annotation_entry(bundle: dict[str, Any]) -> LogEntry:
     """cosign's `dev.sigstore.cosign/bundle` annotation: {SignedEntryTimestamp, Payload}."""
     payload = bundle["Payload"]
-    return Entry(
+    return LogEntry(
         body=str(payload["body"]),
         integrated_time=_int(payload["integratedTime"]),
         log_index=_int(payload["logIndex"]),
@@ -250,7 +250,7 @@ def read_annotation_entry(bundle: dict[str, Any]) -> Entry:
     )
 
 
-def read_bundle_entry(entry: dict[str, Any], needs_proof: bool = False) -> Entry:
+def read_bundle_entry(entry: dict[str, Any], needs_proof: bool = False) -> LogEntry:
     """A bundle's tlogEntries[] item (int64 fields are JSON strings there; protobuf JSON
     leaves out zeros, and Rekor v2's entries have no integratedTime)."""
     promise = (entry.get("inclusionPromise") or {}).get("signedEntryTimestamp") or ""
@@ -264,7 +264,7 @@ def read_bundle_entry(entry: dict[str, Any], needs_proof: bool = False) -> Entry
             hashes=tuple(_b64(value) for value in found.get("hashes") or []),
             checkpoint=str((found.get("checkpoint") or {}).get("envelope") or ""),
         )
-    return Entry(
+    return LogEntry(
         body=str(entry["canonicalizedBody"]),
         integrated_time=_count(entry.get("integratedTime", 0)),
         log_index=_count(entry.get("logIndex", 0)),
@@ -328,10 +328,10 @@ def _digest(value: object) -> str:
     return str(value)
 
 
-def _skipped(image: str, where: str, why: str) -> Rejected:
+def _skipped(image: str, where: str, why: str) -> NotVerified:
     """A candidate that does not read: said at debug, and the search goes on."""
     log.debug("%s: skipping the signature in %s: %s", image, where, why)
-    return Rejected(UNREADABLE, why, where)
+    return NotVerified(UNREADABLE, why, where)
 
 
 def _why(err: Exception) -> str:

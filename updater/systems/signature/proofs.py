@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from updater.systems.signature.crypto import verifies
 from updater.systems.signature.found import Proof
 from updater.systems.signature.pem import key_type
-from updater.systems.signature.stages import LOG, Rejected
+from updater.systems.signature.stages import LOG, NotVerified
 from updater.systems.signature.trust import Log, note_key_id
 
 MAX_PROOF = 64  # a tree of 2**64 leaves needs no more hashes
@@ -51,24 +51,24 @@ def root_from(index: int, size: int, leaf: bytes, hashes: tuple[bytes, ...]) -> 
 
 
 def included(body: bytes, proof: Proof, log: Log, log_id: bytes) -> None:
-    """Raise Rejected(LOG) unless `body` is leaf `proof.log_index` of the tree whose root the
+    """Raise NotVerified(LOG) unless `body` is leaf `proof.log_index` of the tree whose root the
     log of `log` (named `log_id` by the entry) signed in the proof's checkpoint (a proof
     without one, as bundles of v0.1 carry, is only checked up to its root hash)."""
     root = root_from(proof.log_index, proof.tree_size, leaf_hash(body), proof.hashes)
     if root is None or root != proof.root_hash:
-        raise Rejected(LOG, "its inclusion proof does not lead to the proof's root hash")
+        raise NotVerified(LOG, "its inclusion proof does not lead to the proof's root hash")
     if not proof.checkpoint:
         return
     checkpoint = parse(proof.checkpoint)
     signed(checkpoint, log, log_id)
     if checkpoint.root_hash != proof.root_hash or checkpoint.tree_size != proof.tree_size:
-        raise Rejected(
+        raise NotVerified(
             LOG, "its inclusion proof's root hash and tree size are not its checkpoint's"
         )
 
 
 def parse(note: str) -> Checkpoint:
-    """A signed checkpoint's fields; Rejected(LOG) when it does not read as one."""
+    """A signed checkpoint's fields; NotVerified(LOG) when it does not read as one."""
     text, separator, block = note.partition("\n\n")
     lines = text.split("\n")
     try:
@@ -85,12 +85,12 @@ def parse(note: str) -> Checkpoint:
                 raise ValueError("a signature line too short")
             signatures.append((name, raw[:4], raw[4:]))
     except ValueError as err:
-        raise Rejected(LOG, f"its checkpoint does not read ({err})") from None
+        raise NotVerified(LOG, f"its checkpoint does not read ({err})") from None
     return Checkpoint(lines[0], size, root, (text + "\n").encode(), tuple(signatures))
 
 
 def signed(checkpoint: Checkpoint, log: Log, log_id: bytes) -> None:
-    """Raise Rejected(LOG) unless one of the checkpoint's signatures is the log's: its key
+    """Raise NotVerified(LOG) unless one of the checkpoint's signatures is the log's: its key
     hint is the first 4 bytes of the log ID, its name the log's (an Ed25519 note key's ID
     hashes the name), and it verifies with the log's key over the note's text. Witnesses'
     cosignatures beside it are ignored."""
@@ -101,9 +101,9 @@ def signed(checkpoint: Checkpoint, log: Log, log_id: bytes) -> None:
         if hint == log_id[:4] and (not ed25519 or note_key_id(name, log.key) == log_id)
     ]
     if not ours:
-        raise Rejected(LOG, f"its checkpoint has no signature with the key hint of {log.name}")
+        raise NotVerified(LOG, f"its checkpoint has no signature with the key hint of {log.name}")
     if not any(verifies(log.key, signature, checkpoint.text) for signature in ours):
-        raise Rejected(LOG, f"its checkpoint's signature is not {log.name}'s")
+        raise NotVerified(LOG, f"its checkpoint's signature is not {log.name}'s")
 
 
 def _node(left: bytes, right: bytes) -> bytes:

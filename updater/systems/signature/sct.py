@@ -9,7 +9,7 @@ import hashlib
 from asn1crypto import core, x509
 
 from updater.systems.signature.crypto import verifies
-from updater.systems.signature.stages import CHAIN, Rejected
+from updater.systems.signature.stages import CHAIN, NotVerified
 from updater.systems.signature.trust import Log
 
 SCT_LIST = "1.3.6.1.4.1.11129.2.4.2"
@@ -17,18 +17,18 @@ _HASHES = {4: "sha256", 5: "sha384", 6: "sha512"}  # TLS HashAlgorithm values
 
 
 def check(leaf: x509.Certificate, issuers: list[x509.Certificate], logs: tuple[Log, ...]) -> str:
-    """The CT log that vouched for `leaf` (issued by one of `issuers`); Rejected(CHAIN) when no
+    """The CT log that vouched for `leaf` (issued by one of `issuers`); NotVerified(CHAIN) when no
     SCT of the certificate is a trusted log's valid signature."""
     scts = _list(leaf)
     if not scts:
-        raise Rejected(CHAIN, "its certificate has no certificate-transparency timestamp (SCT)")
+        raise NotVerified(CHAIN, "its certificate has no certificate-transparency timestamp (SCT)")
     tbs = _precertificate(leaf)
     for sct in scts:
         for log in logs:
             if log.key_id == sct[1:33] and _verifies(sct, tbs, issuers, log):
                 return log.name
     names = ", ".join(sct[1:33].hex()[:16] for sct in scts)
-    raise Rejected(
+    raise NotVerified(
         CHAIN, f"its certificate's SCTs (logs {names}) are no trusted CT log's valid signature"
     )
 
@@ -40,7 +40,7 @@ def _list(leaf: x509.Certificate) -> list[bytes]:
             try:
                 data = core.OctetString.load(extension["extn_value"].contents).native
             except ValueError:
-                raise Rejected(CHAIN, "its certificate's SCT list does not parse") from None
+                raise NotVerified(CHAIN, "its certificate's SCT list does not parse") from None
             return _vectors(data[2:], 2) if _u(data, 0, 2) == len(data) - 2 else []
     return []
 

@@ -9,7 +9,7 @@ UNREADABLE, SIGNER, SIGNATURE, CLAIM, UNLOGGED, LOG, CHAIN, IDENTITY, ISSUER = r
 MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError)
 
 
-class Rejected(Exception):
+class NotVerified(Exception):
     """Why one signature did not verify, and at which stage."""
 
     def __init__(self, stage: int, reason: str, where: str = "") -> None:

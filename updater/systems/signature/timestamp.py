@@ -10,7 +10,7 @@ import hashlib
 from asn1crypto import cms, tsp, x509
 
 from updater.systems.signature.crypto import verifies
-from updater.systems.signature.stages import CHAIN, MALFORMED, Rejected
+from updater.systems.signature.stages import CHAIN, MALFORMED, NotVerified
 
 MAX_TIMESTAMPS = 4
 _HASHES = {"sha256", "sha384", "sha512"}
@@ -23,9 +23,9 @@ def stamped(
 ) -> float:
     """The time of the first of `stamps` that a timestamp authority of `authorities` (its
     chain, leaf first, and the window it is trusted in) signed over `signature`;
-    Rejected(CHAIN) when none is."""
+    NotVerified(CHAIN) when none is."""
     if not stamps:
-        raise Rejected(
+        raise NotVerified(
             CHAIN,
             "its log entry (Rekor v2) records no time and it carries no RFC 3161 timestamp: "
             "its certificate cannot be checked at the time it signed",
@@ -34,10 +34,10 @@ def stamped(
     for stamp in stamps[:MAX_TIMESTAMPS]:
         try:
             return _stamp(stamp, signature, authorities)
-        except Rejected as err:
+        except NotVerified as err:
             problems.append(err)
         except MALFORMED as err:
-            problems.append(Rejected(CHAIN, f"its RFC 3161 timestamp does not read ({err!r})"))
+            problems.append(NotVerified(CHAIN, f"its RFC 3161 timestamp does not read ({err!r})"))
     raise problems[0]
 
 
@@ -48,7 +48,7 @@ def _stamp(
 ) -> float:
     response = tsp.TimeStampResp.load(stamp, strict=True)
     if response["status"]["status"].native not in ("granted", "granted_with_mods"):
-        raise Rejected(CHAIN, "its RFC 3161 timestamp was not granted")
+        raise NotVerified(CHAIN, "its RFC 3161 timestamp was not granted")
     token = response["time_stamp_token"]
     if token["content_type"].native != "signed_data":
         raise ValueError("a timestamp token that is not signed data")
@@ -60,9 +60,9 @@ def _stamp(
     imprint = info["message_imprint"]
     algorithm = imprint["hash_algorithm"]["algorithm"].native
     if algorithm not in _HASHES:
-        raise Rejected(CHAIN, f"its RFC 3161 timestamp is over a {algorithm} hash")
+        raise NotVerified(CHAIN, f"its RFC 3161 timestamp is over a {algorithm} hash")
     if imprint["hashed_message"].native != hashlib.new(algorithm, signature).digest():
-        raise Rejected(CHAIN, "its RFC 3161 timestamp is of another signature")
+        raise NotVerified(CHAIN, "its RFC 3161 timestamp is of another signature")
     when: dt.datetime = info["gen_time"].native
     at = when.timestamp()
     tbs = content["content"].contents
@@ -71,7 +71,9 @@ def _stamp(
             if _signed_by(signer, tbs, chain[0]):
                 _trusted(chain, start, end, at)
                 return at
-    raise Rejected(CHAIN, "its RFC 3161 timestamp is not signed by a trusted timestamp authority")
+    raise NotVerified(
+        CHAIN, "its RFC 3161 timestamp is not signed by a trusted timestamp authority"
+    )
 
 
 def _signed_by(signer: cms.SignerInfo, tbs: bytes, authority: x509.Certificate) -> bool:
@@ -96,21 +98,21 @@ def _signed_by(signer: cms.SignerInfo, tbs: bytes, authority: x509.Certificate) 
 def _trusted(
     chain: list[x509.Certificate], start: float | None, end: float | None, at: float
 ) -> None:
-    """Raise Rejected(CHAIN) unless the authority and each certificate of its chain were
+    """Raise NotVerified(CHAIN) unless the authority and each certificate of its chain were
     valid at `at`, and its leaf certificate is for timestamping."""
     stamp = dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if (start is not None and at < start) or (end is not None and at > end):
-        raise Rejected(
+        raise NotVerified(
             CHAIN, f"its RFC 3161 timestamp of {stamp} is outside its authority's validity"
         )
     for certificate in chain:
         validity = certificate["tbs_certificate"]["validity"]
         begins, ends = validity["not_before"].native, validity["not_after"].native
         if not begins.timestamp() <= at <= ends.timestamp():
-            raise Rejected(
+            raise NotVerified(
                 CHAIN,
                 f"its RFC 3161 timestamp of {stamp} is outside its authority's certificates",
             )
     usage = chain[0].extended_key_usage_value
     if usage is None or "time_stamping" not in usage.native:
-        raise Rejected(CHAIN, "its RFC 3161 timestamp's authority is not for timestamping")
+        raise NotVerified(CHAIN, "its RFC 3161 timestamp's authority is not for timestamping")

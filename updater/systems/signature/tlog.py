@@ -14,9 +14,9 @@ from typing import Any
 
 from updater.systems.signature import proofs
 from updater.systems.signature.crypto import verifies
-from updater.systems.signature.found import Candidate, Entry
+from updater.systems.signature.found import Candidate, LogEntry
 from updater.systems.signature.pem import blocks, key_type
-from updater.systems.signature.stages import LOG, MALFORMED, UNLOGGED, Rejected
+from updater.systems.signature.stages import LOG, MALFORMED, UNLOGGED, NotVerified
 from updater.systems.signature.trust import Log, note_key_id
 
 MAX_ENTRIES = 4
@@ -26,70 +26,72 @@ MAX_ENTRIES = 4
 class Logged:
     """The entry that proved a signature logged, and the time the log vouched for."""
 
-    entry: Entry
+    entry: LogEntry
     time: int | None  # the signed integratedTime; None for Rekor v2, which records none
 
 
 def logged(candidate: Candidate, signer: bytes, logs: tuple[Log, ...]) -> Logged:
     """The first of the candidate's entries that a log of `logs` has or promised and that
-    records its signature by `signer` (a certificate's or a key's DER); Rejected(LOG)."""
+    records its signature by `signer` (a certificate's or a key's DER); NotVerified(LOG)."""
     if not candidate.entries:
-        raise Rejected(UNLOGGED, "it has no transparency-log entry, and the policy requires one")
+        raise NotVerified(UNLOGGED, "it has no transparency-log entry, and the policy requires one")
     problems = []
     for entry in candidate.entries[:MAX_ENTRIES]:
         try:
             time = proven(entry, logs)
             records(entry, candidate, signer)
-        except Rejected as err:
+        except NotVerified as err:
             problems.append(err)
             continue
         return Logged(entry, time)
     raise problems[0]
 
 
-def proven(entry: Entry, logs: tuple[Log, ...]) -> int | None:
+def proven(entry: LogEntry, logs: tuple[Log, ...]) -> int | None:
     """The entry's integrated time when its log signed it (None when the log vouched for the
-    entry by inclusion proof only); Rejected(LOG) unless a log of `logs` proved the entry:
+    entry by inclusion proof only); NotVerified(LOG) unless a log of `logs` proved the entry:
     its inclusion proof up to the log's checkpoint, and its signed entry timestamp, each
     that the entry carries (at least one; a bundle of v0.2 or later needs the proof)."""
     if entry.needs_proof and entry.proof is None:
-        raise Rejected(LOG, "its transparency-log entry has no inclusion proof")
+        raise NotVerified(LOG, "its transparency-log entry has no inclusion proof")
     if not entry.promise and (entry.proof is None or not entry.proof.checkpoint):
-        raise Rejected(
+        raise NotVerified(
             LOG, "its transparency-log entry has neither a signed checkpoint nor a timestamp"
         )
     log_id = bytes.fromhex(entry.log_id)
     ours = [log for log in logs if _log_id(log, entry) == log_id]
     if not ours:
-        raise Rejected(LOG, f"its transparency-log entry is from another log (ID {entry.log_id})")
+        raise NotVerified(
+            LOG, f"its transparency-log entry is from another log (ID {entry.log_id})"
+        )
     problems = []
     for log in ours:  # a log whose key was rotated appears once a key
         try:
             return _proven_by(entry, log, log_id)
-        except Rejected as err:
+        except NotVerified as err:
             problems.append(err)
     raise problems[0]
 
 
-def _proven_by(entry: Entry, log: Log, log_id: bytes) -> int | None:
+def _proven_by(entry: LogEntry, log: Log, log_id: bytes) -> int | None:
     time = None
     if entry.promise:
         promised(entry, log)
         time = entry.integrated_time
         if not log.covers(time):
             when = dt.datetime.fromtimestamp(time, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            raise Rejected(LOG, f"its log entry is of {when}, outside {log.name}'s validity")
+            raise NotVerified(LOG, f"its log entry is of {when}, outside {log.name}'s validity")
     if entry.proof is not None:
         try:
             body = base64.b64decode(entry.body, validate=True)
         except ValueError:
-            raise Rejected(LOG, "its transparency-log entry's body is not base64") from None
+            raise NotVerified(LOG, "its transparency-log entry's body is not base64") from None
         proofs.included(body, entry.proof, log, log_id)
     return time
 
 
-def promised(entry: Entry, log: Log) -> None:
-    """Raise Rejected(LOG) unless the entry's SignedEntryTimestamp is the log's signature over
+def promised(entry: LogEntry, log: Log) -> None:
+    """Raise NotVerified(LOG) unless the entry's SignedEntryTimestamp is the log's signature over
     the canonical JSON of {body, integratedTime, logID, logIndex}."""
     promise = {
         "body": entry.body,
@@ -99,10 +101,12 @@ def promised(entry: Entry, log: Log) -> None:
     }
     canonical = json.dumps(promise, sort_keys=True, separators=(",", ":")).encode()
     if not verifies(log.key, entry.promise, canonical):
-        raise Rejected(LOG, f"its transparency-log entry's timestamp is not signed by {log.name}")
+        raise NotVerified(
+            LOG, f"its transparency-log entry's timestamp is not signed by {log.name}"
+        )
 
 
-def _log_id(log: Log, entry: Entry) -> bytes:
+def _log_id(log: Log, entry: LogEntry) -> bytes:
     """The ID entries name `log` by: the trusted root's; for a bare key, the SHA-256 of it
     (Rekor v1), or of the checkpoint's origin with it (an Ed25519 key: Rekor v2)."""
     if log.key_id is not None:
@@ -112,8 +116,8 @@ def _log_id(log: Log, entry: Entry) -> bytes:
     return hashlib.sha256(log.key).digest()
 
 
-def records(entry: Entry, candidate: Candidate, signer: bytes) -> None:
-    """Raise Rejected(LOG) unless the entry (hashedrekord or dsse) is of this signature, over
+def records(entry: LogEntry, candidate: Candidate, signer: bytes) -> None:
+    """Raise NotVerified(LOG) unless the entry (hashedrekord or dsse) is of this signature, over
     this payload, by `signer`."""
     try:
         body = json.loads(base64.b64decode(entry.body, validate=True))
@@ -127,11 +131,11 @@ def records(entry: Entry, candidate: Candidate, signer: bytes) -> None:
         elif kind == "dsse":
             matches = _dsse(spec, candidate, signer)
         else:
-            raise Rejected(LOG, f"its transparency-log entry is a {kind!r}, not checked here")
+            raise NotVerified(LOG, f"its transparency-log entry is a {kind!r}, not checked here")
     except MALFORMED as err:
-        raise Rejected(LOG, f"its transparency-log entry does not read ({err!r})") from None
+        raise NotVerified(LOG, f"its transparency-log entry does not read ({err!r})") from None
     if not matches:
-        raise Rejected(LOG, f"its transparency-log entry records another {kind} signature")
+        raise NotVerified(LOG, f"its transparency-log entry records another {kind} signature")
 
 
 def _hashedrekord(spec: dict[str, Any], candidate: Candidate, signer: bytes) -> bool:
