@@ -45,6 +45,7 @@ from updater.config.values import (
     _show,
     _table,
     _urls,
+    absolute_path,
     duration,
 )
 
@@ -166,11 +167,11 @@ def _metrics(path: Path, raw: Any) -> Path:
 def _docker_config(path: Path, value: Any) -> Path:
     """The Docker CLI config file named by the key: it must be there and readable now."""
     where = f"{path}: docker_config"
-    if not isinstance(value, str) or not os.path.isabs(value) or "\0" in value:
-        raise ConfigError(
-            f"{where}: must be the absolute path of a Docker config file, "
-            'e.g. "/home/core/.docker/config.json"'
-        )
+    absolute_path(
+        where,
+        value,
+        'the absolute path of a Docker config file, e.g. "/home/core/.docker/config.json"',
+    )
     if os.path.isdir(value):
         raise ConfigError(
             f"{where}: {value} is a directory; name the file in it "
@@ -315,10 +316,9 @@ def _registry(path: Path, host: str, raw: Any) -> RegistrySettings:
         raise ConfigError(f"{path}: {where}.insecure: {_show(insecure)} is not true or false")
     ca_file = table.get("ca_file")
     if ca_file is not None:
-        if not isinstance(ca_file, str) or not os.path.isabs(ca_file) or "\0" in ca_file:
-            raise ConfigError(f"{path}: {where}.ca_file: must be an absolute path to a PEM file")
-        if not os.access(ca_file, os.R_OK):
-            raise ConfigError(f"{path}: {where}.ca_file: {ca_file} does not exist or is unreadable")
+        absolute_path(
+            f"{path}: {where}.ca_file", ca_file, "an absolute path to a PEM file", readable=True
+        )
     verify = _verify(path, f"{where}.verify", table["verify"]) if "verify" in table else None
     return RegistrySettings(
         insecure=insecure, ca_file=Path(ca_file) if ca_file else None, verify=verify

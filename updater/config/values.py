@@ -15,12 +15,19 @@ if TYPE_CHECKING:  # each imported only for the units whose policies have one
 from updater.config.schema import _GROUP, _TOP_VALUES, _number
 
 
-def _readable(where: str, key: str, value: Any) -> Path:
+def absolute_path(
+    where: str, value: Any, what: str = "an absolute path", *, readable: bool = False
+) -> Path:
+    """The path a key names: absolute, with no NUL in it, and (when asked) readable now."""
     if not isinstance(value, str) or not os.path.isabs(value) or "\0" in value:
-        raise ConfigError(f"{where}.{key}: must be an absolute path")
-    if not os.access(value, os.R_OK):
-        raise ConfigError(f"{where}.{key}: {value} does not exist or is unreadable")
+        raise ConfigError(f"{where}: must be {what}")
+    if readable and not os.access(value, os.R_OK):
+        raise ConfigError(f"{where}: {value} does not exist or is unreadable")
     return Path(value)
+
+
+def _readable(where: str, key: str, value: Any) -> Path:
+    return absolute_path(f"{where}.{key}", value, readable=True)
 
 
 def _machine_id(where: str) -> str:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from updater.errors import BadReference
 
+# The media type of an OCI image index: what a registry serves and the engine loads for one.
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 # The names Docker reaches Docker Hub by (the docker CLI's login key names index.docker.io).

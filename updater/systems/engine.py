@@ -13,13 +13,12 @@ from typing import Any
 from urllib.parse import quote
 
 from updater.errors import EngineError, UpdaterError
-from updater.models.reference import Reference, is_sha256
+from updater.models.reference import OCI_INDEX, Reference, is_sha256
 from updater.models.reference import parse as parse_reference
 from updater.systems.wire import Answer, Connection, Pool, ProtocolError, TooLarge
 
 TIMEOUT = 60  # seconds; also bounds a pull that stops receiving data
 DEFAULT_HOST = "unix:///var/run/docker.sock"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 ANSWER_CAP = 16 * 1024 * 1024  # an inspect answer (an image's labels and history included)
 
 

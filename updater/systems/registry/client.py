@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
 from updater.errors import BadContent, ManifestUnknown, RegistryError
-from updater.models.reference import Reference, is_sha256
+from updater.models.reference import OCI_INDEX, Reference, is_sha256
 from updater.systems.credentials import DockerConfig
 from updater.systems.registry.auth import Auth
 from updater.systems.registry.hosts import loopback
@@ -43,7 +43,6 @@ MANIFEST_TYPES = ", ".join(
     ]
 )
 MANIFEST_CAP = 4 * 1024 * 1024  # the registry's own limit on a manifest's size
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 INDEX_TYPES = (OCI_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 _CREATED = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)")
