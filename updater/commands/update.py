@@ -10,7 +10,7 @@ from dataclasses import replace
 from updater.commands.host import Host
 from updater.decisions import plan
 from updater.decisions.checked import Checked, Status, report_of
-from updater.decisions.plan import Deploy, Leave, Resume, RollBack
+from updater.decisions.plan import Deploy, Leave, Resume, RollBack, Step
 from updater.errors import UpdaterError
 from updater.models.outcome import Outcome, Report
 from updater.systems.state.records import Record
@@ -19,19 +19,16 @@ log = logging.getLogger("updater")
 
 
 def update(checked: Checked, host: Host) -> Report:
-    """Bring one unit to the digest its tag points to, or say why not."""
+    """One unit's update, as a list of steps: each either ends in the unit's report or hands on."""
     record = host.state.record(checked.unit.name)
     try:
+        # Decide: leave the unit, deploy a digest, or finish what an earlier run began.
         step = plan.next_step(checked, record, _in_window(checked, record, host))
     except UpdaterError as err:
         return report_of(checked, Outcome.FAILED, str(err))
-    if (
-        record.pending
-        and not isinstance(step, Resume | RollBack)
-        and checked.status not in (Status.ERROR, Status.NOT_RUNNING)  # not yet up after a boot
-        and record.hold is None  # held: the update in flight waits for the release
-    ):
-        host.state.end(checked.unit.name)  # the new image of that update never ran
+    # An update in flight that this step does not carry on is over: its new image never ran.
+    _end_abandoned(checked, record, step, host)
+    # Left alone (current, pinned, held, outside its window, ...): the report says why.
     if isinstance(step, Leave):
         return report_of(checked, step.outcome, step.reason)
     # Here, not at the top: only a unit that moves pays for systemctl and the health proof.
@@ -39,26 +36,41 @@ def update(checked: Checked, host: Host) -> Report:
 
     try:
         match step:
-            case Deploy(digest):
-                # The report names the digest deployed: an approved one may not be the tag's.
-                checked = replace(checked, remote_digest=digest)
-                held_back = _reboot_coming(checked, digest) or _held_back(checked, record, host)
-                if held_back:
-                    return held_back
-                if host.rollout is not None and checked.unit.policy.fleet:
-                    return in_fleet(checked, step, host, host.rollout)
-                return deploy(checked, step, host)
             case Resume(pending):
+                # An earlier run's update, cut short: prove it or roll it back, tell the group.
                 log.warning("%s: finishing the update an earlier run began", checked.unit.name)
-                return publish_evidence(
-                    checked, resume(checked, pending, host), host, pending.to_digest
-                )
+                report = resume(checked, pending, host)
+                return publish_evidence(checked, report, host, pending.to_digest)
             case RollBack(pending, failure):
+                # An earlier run's rollback, cut short: finish it, tell the group.
                 log.warning("%s: finishing the rollback an earlier run began", checked.unit.name)
                 rolled = finish_rollback(checked, pending, failure, host)
                 return publish_evidence(checked, rolled, host, pending.to_digest)
+            case Deploy(digest):
+                # The report names the digest deployed: an approved one may not be the tag's.
+                checked = replace(checked, remote_digest=digest)
+                # A new digest waits for a reboot coming, its minimum age and its signature.
+                held_back = _reboot_coming(checked, digest) or _held_back(checked, record, host)
+                if held_back:
+                    return held_back
+                # In a fleet, the group's rollout says when this host deploys it.
+                if host.rollout is not None and checked.unit.policy.fleet:
+                    return in_fleet(checked, step, host, host.rollout)
+                # Pull, record, restart, prove health, and roll back if it does not hold.
+                return deploy(checked, step, host)
     except UpdaterError as err:
         return report_of(checked, Outcome.FAILED, str(err))
+
+
+def _end_abandoned(checked: Checked, record: Record, step: Step, host: Host) -> None:
+    """Forget the update in flight when this run neither resumes nor rolls it back."""
+    if (
+        record.pending
+        and not isinstance(step, Resume | RollBack)
+        and checked.status not in (Status.ERROR, Status.NOT_RUNNING)  # not yet up after a boot
+        and record.hold is None  # held: the update in flight waits for the release
+    ):
+        host.state.end(checked.unit.name)  # the new image of that update never ran
 
 
 def _reboot_coming(checked: Checked, digest: str) -> Report | None:
