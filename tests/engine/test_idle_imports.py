@@ -1,6 +1,10 @@
 """An idle `updater run` loads only what an idle run uses: no TLS for a plain-HTTP registry on
 loopback, no subprocess (credential helpers, systemctl), no deploying, no fleet, no SDK. Each of
-these costs every minutely start milliseconds of CPU; this says they stay out of it."""
+these costs every minutely start milliseconds of CPU; this says they stay out of it.
+
+This is why, across the package, a module imported only by some runs is imported inside the
+function that needs it, with a comment naming those runs: the reason is said here, once.
+tests/pure/test_layers.py reads those late imports too: they obey the same layers."""
 
 from __future__ import annotations
 
