@@ -32,7 +32,7 @@ from testbed.etcd import Cluster
 from testbed.hosts import FleetApp, Host, booted
 from testbed.machine import python_wheels
 from testbed.registry import Registry
-from updater.fleet import keys
+from updater.models.fleet import keys
 
 RESULTS = Path(__file__).resolve().parent / "fleet-results.json"
 POLICY = {"health_timeout": 20, "settle": 2}

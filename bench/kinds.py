@@ -20,7 +20,9 @@ from testbed.proxy import Proxy
 from testbed.registry import ACCEPT_ALL, TESTBED_UA
 from testbed.signing import Cosign
 
-TAGS_PAGE = 1000  # the tags a tags-list request asks for (updater.registry.client, issue 14)
+TAGS_PAGE = (
+    1000  # the tags a tags-list request asks for (updater.systems.registry.client, issue 14)
+)
 FOLLOW = "semver:^1"
 MIN_AGE = "1h"
 PLAIN, FEW, MANY, PAGED, MIN_AGE_KIND, VERIFY = "plain", "few", "many", "paged", "min_age", "verify"

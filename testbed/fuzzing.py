@@ -19,8 +19,8 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from updater import reference
-from updater.registry import challenge
+from updater.models import reference
+from updater.systems.registry import challenge
 
 # --- budget -------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from updater.trigger.http import Answer
+from updater.trigger.http import Response
 from updater.trigger.rules import Settings, serve
 
 SECRET = b"dGVzdC1zZWNyZXQtZm9yLXRoZS10cmlnZ2VyLXRlc3RzIQ=="
@@ -94,8 +94,8 @@ def sending(data: bytes) -> Callable[[socket.socket], None]:
 
 def exchange(
     settings: Settings, send: bytes | Callable[[socket.socket], None]
-) -> tuple[Answer, Reply, int]:
-    """serve() one connection of a socketpair; the Answer, the client's Reply, the runs asked for."""
+) -> tuple[Response, Reply, int]:
+    """serve() one connection of a socketpair; the Response, the client's Reply, the runs asked for."""
     server, client = socket.socketpair()
     runs: list[float] = []
     join = talk(client, send if callable(send) else sending(send))

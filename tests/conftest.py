@@ -27,7 +27,7 @@ from testbed.etcd import Cluster
 from testbed.machine import Machine, python_wheels, updater_machine
 from testbed.registry import Registry
 from updater.config import RegistrySettings
-from updater.registry import Registries
+from updater.systems.registry import Registries
 
 TIERS = ("pure", "registry", "engine", "system", "etcd")
 

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 
 from updater import __version__, config
 from updater.errors import ConfigError, Interrupted, LockHeld, UpdaterError
-from updater.log import setup as setup_logging
+from updater.outputs.log import setup as setup_logging
 
 if TYPE_CHECKING:
-    from updater.check import Checked
+    from updater.decisions.checked import Checked
 
 log = logging.getLogger("updater")
 
@@ -88,7 +88,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _check(args: argparse.Namespace, out: TextIO) -> ExitStatus:
-    from updater.check import Status, check
+    from updater.commands.check import check
+    from updater.decisions.checked import Status
 
     conf = config.load(args.config)
     results = check(conf, conf.select(args.unit), args.state_dir)
@@ -101,8 +102,8 @@ def _check(args: argparse.Namespace, out: TextIO) -> ExitStatus:
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> ExitStatus:
-    from updater.outcome import any_bad
-    from updater.run import run
+    from updater.commands.run import run
+    from updater.models.outcome import any_bad
 
     conf = config.load(args.config)
     reports = run(conf, conf.select(args.unit), args.state_dir)
@@ -112,7 +113,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> ExitStatus:
 
 
 def _add(args: argparse.Namespace, out: TextIO) -> ExitStatus:
-    from updater import systemd, unitcheck
+    from updater.decisions import unitcheck
+    from updater.systems import systemd
 
     path = config.add_unit(args.config, args.name, args.image, args.container)
     log.info("%s: written to %s", args.name, path)
@@ -129,13 +131,13 @@ def _remove(args: argparse.Namespace, out: TextIO) -> ExitStatus:
 
 
 def _hold(args: argparse.Namespace, out: TextIO) -> ExitStatus:
-    from updater.control import hold
+    from updater.commands.control import hold
 
     return _said(hold(config.load(args.config), args.name, args.reason, args.state_dir), args, out)
 
 
 def _release(args: argparse.Namespace, out: TextIO) -> ExitStatus:
-    from updater.control import release
+    from updater.commands.control import release
 
     return _said(release(config.load(args.config), args.name, args.state_dir), args, out)
 
@@ -148,8 +150,8 @@ def _said(done: Printable, args: argparse.Namespace, out: TextIO) -> ExitStatus:
 
 
 def _rollback(args: argparse.Namespace, out: TextIO) -> ExitStatus:
-    from updater.control import rollback
-    from updater.outcome import Outcome
+    from updater.commands.control import rollback
+    from updater.models.outcome import Outcome
 
     report = rollback(config.load(args.config), args.name, args.to, args.state_dir)
     if args.json:
@@ -161,7 +163,7 @@ def _rollback(args: argparse.Namespace, out: TextIO) -> ExitStatus:
 
 
 def _approve(args: argparse.Namespace, out: TextIO) -> ExitStatus:
-    from updater.control import approve
+    from updater.commands.control import approve
 
     return _said(
         approve(config.load(args.config), args.name, args.digest, args.state_dir), args, out
@@ -169,8 +171,8 @@ def _approve(args: argparse.Namespace, out: TextIO) -> ExitStatus:
 
 
 def _history(args: argparse.Namespace, out: TextIO) -> ExitStatus:
-    from updater import history
-    from updater.state import State
+    from updater.outputs import history
+    from updater.systems.state import State
 
     if args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: must be 1 or more")
@@ -191,8 +193,8 @@ def _history(args: argparse.Namespace, out: TextIO) -> ExitStatus:
 
 def _fleet(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     """`updater fleet status|pause|resume`: the group as etcd holds it, or its one switch."""
-    from updater import run
-    from updater.rollout import fleet_table
+    from updater.commands import run
+    from updater.commands.rollout import fleet_table
 
     conf = config.load(args.config)
     if conf.fleet is None:

@@ -10,9 +10,9 @@ import uuid
 import pytest
 
 from testbed.engine import build_image, push
-from updater.engine import Engine
 from updater.errors import EngineError
-from updater.reference import parse
+from updater.models.reference import parse
+from updater.systems.engine import Engine
 
 pytestmark = pytest.mark.engine
 

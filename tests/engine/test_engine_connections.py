@@ -9,8 +9,8 @@ import pytest
 
 from testbed import needs
 from testbed.engine import Dockerd
-from updater.engine import Engine
 from updater.errors import EngineError
+from updater.systems.engine import Engine
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import docker
 import pytest
 
 from testbed.engine import DEFAULT, OTHERS, Dockerd, build_image, import_image, push
-from updater.engine import Engine
-from updater.reference import parse
+from updater.models.reference import parse
+from updater.systems.engine import Engine
 
 pytestmark = pytest.mark.engine
 

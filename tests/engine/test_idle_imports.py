@@ -1,6 +1,10 @@
 """An idle `updater run` loads only what an idle run uses: no TLS for a plain-HTTP registry on
 loopback, no subprocess (credential helpers, systemctl), no deploying, no fleet, no SDK. Each of
-these costs every minutely start milliseconds of CPU; this says they stay out of it."""
+these costs every minutely start milliseconds of CPU; this says they stay out of it.
+
+This is why, across the package, a module imported only by some runs is imported inside the
+function that needs it, with a comment naming those runs: the reason is said here, once.
+tests/pure/test_layers.py reads those late imports too: they obey the same layers."""
 
 from __future__ import annotations
 
@@ -25,15 +29,15 @@ NEVER_IDLE = (
     "ssl",  # a plain-HTTP loopback registry is asked in plain HTTP, with no TLS probe
     "subprocess",  # credential helpers and systemctl only
     "shutil",  # argparse's terminal size, measured without it
-    "updater.deploy",
-    "updater.systemd",
-    "updater.health",
-    "updater.etcd",
-    "updater.notify",
-    "updater.signature",
+    "updater.commands.deploy",
+    "updater.systems.systemd",
+    "updater.decisions.health",
+    "updater.systems.etcd",
+    "updater.outputs.notify",
+    "updater.systems.signature",
     "docker",  # the SDK: pulls only
     "urllib.request",
-    "updater.metrics",  # no metrics file configured
+    "updater.outputs.metrics",  # no metrics file configured
 )
 
 
@@ -57,4 +61,4 @@ def test_an_idle_run_loads_no_tls_subprocess_or_deploying(cli, app):
     assert "1 unit: 1 unchanged" in done.stderr
     loaded = set(found["modules"])
     assert {m for m in loaded if m.split(".")[0] in NEVER_IDLE or m in NEVER_IDLE} == set()
-    assert "updater.update" in loaded  # the probe saw the run's own modules
+    assert "updater.commands.update" in loaded  # the probe saw the run's own modules

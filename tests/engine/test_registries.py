@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 from testbed.crane import BOTH_REGISTRIES
-from updater.engine import Engine
-from updater.reference import parse
+from updater.models.reference import parse
+from updater.systems.engine import Engine
 
 pytestmark = pytest.mark.engine
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from testbed.etcd import Cluster
-from updater.etcd import Etcd
+from updater.systems.etcd import Etcd
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 
 from testbed.etcd import Cluster
 from testbed.registry import _free_port
-from updater.etcd import Etcd, StoreError
+from updater.systems.etcd import Etcd, StoreError
 
 
 def closed_port() -> str:

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from updater.cli import main
+from updater.commands.rollout import Evidence, Rollout
 from updater.config import Fleet
-from updater.rollout import Rollout, Verdict
 
 D = "sha256:" + "d" * 64
 
@@ -36,7 +36,7 @@ def fleet(path, *args: str) -> tuple[int, dict | str]:
 def test_pause_status_and_resume(fleet_config, cluster):
     path, group = fleet_config
     host = Rollout(Fleet(tuple(cluster.endpoints), group, "h1", canary=0))
-    host.publish(Verdict("app.service", D, False, "not healthy: exited 1", "T"))
+    host.publish(Evidence("app.service", D, False, "not healthy: exited 1", "T"))
 
     code, found = fleet(path, "pause", "--reason", "INC-7", "--json")
     assert code == 0 and found["paused"]["reason"] == "INC-7" and found["paused"]["by"] == "ops"

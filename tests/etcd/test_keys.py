@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 from testbed.etcd import Cluster
-from updater.etcd import (
-    Etcd,
+from updater.systems.etcd import Etcd
+from updater.systems.etcd.ops import (
     KeyValue,
     absent,
     delete_op,

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from testbed.etcd import Cluster, Watcher
-from updater.etcd import Etcd, LeaseGone, absent, put_op
+from updater.systems.etcd import Etcd, LeaseGone
+from updater.systems.etcd.ops import absent, put_op
 
 MINIMUM_TTL = 2
 

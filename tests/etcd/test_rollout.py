@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from testbed.etcd import Watcher
+from updater.commands.rollout import Evidence, LostSlot, Rollout, Slot
 from updater.config import Fleet, Policy, Unit
 from updater.errors import StoreError
-from updater.fleet import FailedElsewhere, Wait
-from updater.reference import parse
-from updater.rollout import LostSlot, Rollout, Slot, Verdict
+from updater.models.fleet import FailedElsewhere, Wait
+from updater.models.reference import parse
 
 D = "sha256:" + "d" * 64
 OLD = "sha256:" + "0" * 64
@@ -47,7 +47,7 @@ def test_the_canary_goes_alone_then_k_at_a_time(cluster, group):
         for other in h[1:]:
             waiting = other.admit(UNIT, D, OLD)
             assert isinstance(waiting, Wait) and "canary h0 to prove" in waiting.reason
-        h[0].publish(Verdict(UNIT.name, D, True, at="T"))
+        h[0].publish(Evidence(UNIT.name, D, True, at="T"))
         h[0].release(canary)
 
         first, second = h[1].admit(UNIT, D, OLD), h[2].admit(UNIT, D, OLD)
@@ -93,11 +93,11 @@ def test_a_failed_digest_stops_every_other_host(cluster, group):
     h = hosts(cluster, group, 3)
     canary = h[0].admit(UNIT, D, OLD)
     assert isinstance(canary, Slot)
-    h[0].publish(Verdict(UNIT.name, D, False, "not healthy: exited 1", at="T"))
+    h[0].publish(Evidence(UNIT.name, D, False, "not healthy: exited 1", at="T"))
     h[0].release(canary)
     for other in h[1:]:
         assert other.admit(UNIT, D, OLD) == FailedElsewhere("h0", "T", "not healthy: exited 1")
-    h[1].publish(Verdict(UNIT.name, D, False, "a second opinion", at="T2"))  # the first one wins
+    h[1].publish(Evidence(UNIT.name, D, False, "a second opinion", at="T2"))  # the first one wins
     assert h[2].admit(UNIT, D, OLD) == FailedElsewhere("h0", "T", "not healthy: exited 1")
 
 
@@ -158,7 +158,7 @@ def test_a_failure_told_early_never_waits_for_a_store_that_does_not_answer(heale
     assert isinstance(held, Slot)
     healed.freeze(0, 1, 2)
     start = time.monotonic()
-    telling = rollout.tell_early(held, Verdict(UNIT.name, D, False, "not healthy", "T"))
+    telling = rollout.tell_early(held, Evidence(UNIT.name, D, False, "not healthy", "T"))
     assert time.monotonic() - start < 0.2
     assert isinstance(telling.wait(), StoreError)
     assert time.monotonic() - start < 3 * 2 * 1 + 2  # a keepalive and a write, 1 s a member

@@ -10,7 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from testbed.etcd import PASSWORD, USER, Cluster
-from updater.etcd import Etcd, StoreError, absent, put_op
+from updater.systems.etcd import Etcd, StoreError
+from updater.systems.etcd.ops import absent, put_op
 
 
 def secure(cluster: Cluster, **overrides: object) -> Etcd:

@@ -7,7 +7,8 @@ import threading
 import time
 
 from testbed.etcd import Cluster, Watcher
-from updater.etcd import Etcd, absent, put_op
+from updater.systems.etcd import Etcd
+from updater.systems.etcd.ops import absent, put_op
 
 K = 2
 

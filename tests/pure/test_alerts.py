@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from updater.alerts import Event, alert
 from updater.config import Notify
-from updater.outcome import Outcome, Report
-from updater.state import Failing
+from updater.models.outcome import Outcome, Report
+from updater.outputs.alerts import Event, alert
+from updater.systems.state.records import Failing
 
 T0 = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
 REMIND = timedelta(hours=6)

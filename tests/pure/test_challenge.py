@@ -1,6 +1,6 @@
 """WWW-Authenticate parsing keeps realms as sent, quoted commas and several challenges."""
 
-from updater.registry.challenge import parse
+from updater.systems.registry.challenge import parse
 
 
 def test_docker_hub_bearer_challenge():

@@ -20,7 +20,7 @@ from testbed.fuzzing import (
     repeat,
     timed,
 )
-from updater.registry import challenge
+from updater.systems.registry import challenge
 
 # --- WWW-Authenticate ---------------------------------------------------------------------------
 

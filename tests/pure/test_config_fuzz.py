@@ -35,9 +35,10 @@ from testbed.fuzzing import (
     short_alnum_runs,
     tags,
 )
-from updater import config, reference
+from updater import config
 from updater.cli import main
 from updater.errors import ConfigError
+from updater.models import reference
 
 # --- configuration ------------------------------------------------------------------------------
 

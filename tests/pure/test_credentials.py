@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from updater.credentials import Credential, DockerConfig
 from updater.errors import RegistryError
+from updater.systems.credentials import Credential, DockerConfig
 
 
 def login(path: Path, host: str, user: str, password: str) -> Path:

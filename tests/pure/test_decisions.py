@@ -4,12 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from updater.check import Status, decide, needs_remote
+from updater.commands.check import decide, needs_remote
 from updater.config import Policy, Unit
-from updater.engine import Container, Image
-from updater.health import Expectation, Observation, verify
-from updater.reference import parse
-from updater.systemd import UnitState
+from updater.decisions.checked import Status
+from updater.decisions.health import Expectation, Observation, verify
+from updater.models.reference import parse
+from updater.systems.engine import Container, Image
+from updater.systems.systemd import UnitState
 
 OLD = "sha256:" + "1" * 64
 NEW = "sha256:" + "2" * 64

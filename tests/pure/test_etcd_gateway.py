@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from updater.etcd import Etcd, LeaseGone, StoreError, absent, put_op, range_kvs, range_op
+from updater.systems.etcd import Etcd, LeaseGone, StoreError
+from updater.systems.etcd.ops import absent, put_op, range_kvs, range_op
 
 pytestmark = pytest.mark.pure
 

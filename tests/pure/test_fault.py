@@ -1,21 +1,23 @@
-"""Pure decision logic: which failures count against a new image (updater.fault), from what
-systemctl said (updater.systemd.job_end) and what held around the restart; and what logind and
-update_engine say of a coming reboot (updater.reboot)."""
+"""Pure decision logic: which failures count against a new image (updater.decisions.fault), from what
+systemctl said (updater.systems.systemd.job_end) and what held around the restart; and what logind and
+update_engine say of a coming reboot (updater.systems.reboot)."""
 
 from __future__ import annotations
 
 import pytest
 
-from updater.check import Checked, Status
+from updater.commands.host import Host
+from updater.commands.update import update
 from updater.config import Policy, Unit
-from updater.engine import Container
-from updater.fault import Fault, Surroundings, blame, excuse
-from updater.outcome import Outcome
-from updater.reboot import scheduled_reason, staged_reason
-from updater.reference import parse
-from updater.state import Pending, Record, State
-from updater.systemd import JobEnd, job_end
-from updater.update import Host, update
+from updater.decisions.checked import Checked, Status
+from updater.decisions.fault import Fault, Surroundings, blame, excuse
+from updater.models.outcome import Outcome
+from updater.models.reference import parse
+from updater.systems.engine import Container
+from updater.systems.reboot import scheduled_reason, staged_reason
+from updater.systems.state import State
+from updater.systems.state.records import Pending, Record
+from updater.systems.systemd import JobEnd, job_end
 
 OLD = "sha256:" + "1" * 64
 NEW = "sha256:" + "2" * 64

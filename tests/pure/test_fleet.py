@@ -9,7 +9,7 @@ import pytest
 
 from updater.config import load
 from updater.errors import ConfigError
-from updater.fleet import FailedElsewhere, Snapshot, Take, Wait, decide, parallel
+from updater.models.fleet import FailedElsewhere, Snapshot, Take, Wait, decide, parallel
 
 pytestmark = pytest.mark.pure
 

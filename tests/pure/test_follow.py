@@ -10,7 +10,7 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from testbed.fuzzing import LINEAR_BUDGET, fuzz
-from updater.follow import parse
+from updater.models.follow import parse
 
 pytestmark = pytest.mark.pure
 

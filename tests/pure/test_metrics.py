@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from updater import metrics
-from updater.outcome import Outcome, Report
+from updater.models.outcome import Outcome, Report
+from updater.outputs import metrics
 
 ODD = 'odd"unit\\name\n.service'  # every character the label escaping handles
 

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from testbed.receiver import Receiver
-from updater import log
-from updater.alerts import Event
 from updater.config import Notify
-from updater.notify import ping, send
-from updater.outcome import Outcome, Report
-from updater.revision import change
+from updater.models.outcome import Outcome, Report
+from updater.outputs import log
+from updater.outputs.alerts import Event
+from updater.outputs.notify import ping, send
+from updater.outputs.revision import change
 
 RAW: list[dict[str, Any]] = [
     {"unit": "a.service", "image": "ghcr.io/acme/a:prod", "outcome": "updated",

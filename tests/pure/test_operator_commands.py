@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from updater.cli import main
-from updater.state import lock
+from updater.systems.state import lock
 
 DIGEST = "sha256:" + "2" * 64
 

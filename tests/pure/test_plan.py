@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from updater.check import Checked, Status
 from updater.config import Policy, Unit
-from updater.engine import Container, Image
-from updater.outcome import Outcome
-from updater.plan import Deploy, Leave, Resume, RollBack, next_step, waiting
-from updater.reference import parse
-from updater.state import Failure, Hold, Pending, Record
+from updater.decisions.checked import Checked, Status
+from updater.decisions.plan import Deploy, Leave, Resume, RollBack, next_step, waiting
+from updater.models.outcome import Outcome
+from updater.models.reference import parse
+from updater.systems.engine import Container, Image
+from updater.systems.state.records import Failure, Hold, Pending, Record
 
 OLD = "sha256:" + "1" * 64
 NEW = "sha256:" + "2" * 64

@@ -7,7 +7,7 @@ import base64
 
 import pytest
 
-from updater.registry.proxy import Proxies
+from updater.systems.registry.proxy import Proxies
 
 PROXY = "http://proxy.corp:3128"
 

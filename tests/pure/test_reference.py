@@ -3,7 +3,7 @@
 import pytest
 
 from updater.errors import ConfigError
-from updater.reference import parse
+from updater.models.reference import parse
 
 DIGEST = "sha256:" + "a" * 64
 

@@ -25,8 +25,8 @@ from testbed.fuzzing import (
     sha256_digests,
     timed,
 )
-from updater import reference
 from updater.errors import ConfigError
+from updater.models import reference
 
 
 @fuzz(300)

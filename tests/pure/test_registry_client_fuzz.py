@@ -39,10 +39,11 @@ from testbed.fuzzing import (
     short_alnum_runs,
     tags,
 )
-from updater import reference, registry
 from updater.config import RegistrySettings
-from updater.credentials import DockerConfig
 from updater.errors import ConfigError, RegistryError
+from updater.models import reference
+from updater.systems import registry
+from updater.systems.credentials import DockerConfig
 
 # --- token answers ------------------------------------------------------------------------------
 

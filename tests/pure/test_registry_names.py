@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.pure.test_config import write
-from updater import reference, wire
 from updater.config import load
-from updater.credentials import Credential, DockerConfig
 from updater.errors import ConfigError
-from updater.registry import challenge
-from updater.registry.proxy import Proxies
+from updater.models import reference
+from updater.systems import wire
+from updater.systems.credentials import Credential, DockerConfig
+from updater.systems.registry import challenge
+from updater.systems.registry.proxy import Proxies
 
 pytestmark = pytest.mark.pure
 

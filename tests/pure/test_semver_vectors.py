@@ -1,7 +1,7 @@
 """`follow = "semver:..."` against the test vectors of node-semver and Masterminds/semver.
 
 tests/data/vectors/semver-*.json hold the upstream vectors as transcribed (repository, path and
-commit in each). Every vector either agrees with what `updater.follow` does, or is listed in
+commit in each). Every vector either agrees with what `updater.models.follow` does, or is listed in
 semver-differences.json under a reason docs/semver.md explains, or has no counterpart here (an
 option we do not have, a value that is not a string, an internal function): the test says which.
 A listed difference that starts to agree fails too, so that the list stays true.
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from updater.follow import Follow, parse
+from updater.models.follow import Follow, parse
 
 pytestmark = pytest.mark.pure
 

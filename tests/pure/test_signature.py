@@ -38,10 +38,11 @@ from testbed.signing import (
     private_pem,
     public_pem,
 )
-from updater.signature import Rejected, Verify, check_policy
-from updater.signature.check import Policy, check
-from updater.signature.crypto import verifies
-from updater.signature.found import Candidate, pae, read_annotation_entry, read_bundle_entry
+from updater.systems.signature.check import LoadedPolicy, check
+from updater.systems.signature.crypto import verifies
+from updater.systems.signature.found import Candidate, pae, read_annotation_entry, read_bundle_entry
+from updater.systems.signature.stages import NotVerified
+from updater.systems.signature.verify import Verify, check_policy
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32
@@ -123,9 +124,9 @@ class Pki:
     def __getitem__(self, name: str) -> Path:
         return self.paths[name]
 
-    def policy(self, verify: Verify | None = None, **fields: Any) -> Policy:
+    def policy(self, verify: Verify | None = None, **fields: Any) -> LoadedPolicy:
         """The policy `verify` (or of `fields`), its files read."""
-        return Policy.load(verify or Verify(**fields))
+        return LoadedPolicy.load(verify or Verify(**fields))
 
 
 def self_signed(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
@@ -249,7 +250,7 @@ def test_a_bad_policy_says_what_is_wrong(pki, fields, message):
 def test_checking_a_policy_imports_no_crypto_library(pki):
     """The configuration checks policies on every run; the libraries wait for a signature."""
     code = (
-        "import sys; from pathlib import Path; from updater.signature import Verify, check_policy;"
+        "import sys; from pathlib import Path; from updater.systems.signature.verify import Verify, check_policy;"
         f"check_policy(Verify(key=Path({str(pki['cosign.pub'])!r})));"
         f"check_policy(Verify(identity='x', issuer='y', ca_file=Path({str(pki['ca.pem'])!r})));"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ecdsa', 'asn1crypto')))"
@@ -369,13 +370,13 @@ def test_a_key_signature_of_the_digest_verifies(pki):
     ],
 )
 def test_a_key_signature_that_does_not_sign_the_digest_is_rejected(pki, candidate, message):
-    with pytest.raises(Rejected, match=f"^{message}"):
+    with pytest.raises(NotVerified, match=f"^{message}"):
         check(candidate(pki.signer), DIGEST, pki.policy(key=pki["cosign.pub"]), now())
 
 
 def test_another_keys_signature_is_rejected(pki):
     with pytest.raises(
-        Rejected,
+        NotVerified,
         match=r"does not verify with key .*other.pub: another key's, or its payload was altered",
     ):
         check(legacy(pki.signer, simple_signing()), DIGEST, pki.policy(key=pki["other.pub"]), now())
@@ -429,7 +430,7 @@ def test_only_the_root_or_only_the_intermediate_in_ca_file(pki):
     alone = keyless(pki, ca_file=pki["intermediate.pem"])
     assert check(candidate, DIGEST, pki.policy(alone), now()) == f"by {IDENTITY} from {ISSUER}"
     with pytest.raises(
-        Rejected,
+        NotVerified,
         match="no CA in ca_file is 'Common Name: testbed intermediate, Organization: updater testbed', which issued its certificate",
     ):
         check(candidate, DIGEST, pki.policy(keyless(pki, ca_file=pki["root.pem"])), now())
@@ -523,7 +524,7 @@ HOUR = dt.timedelta(hours=1)
 def test_a_certificate_that_is_not_the_policys_is_rejected(pki, leaf, policy, message):
     fields = {k: pki[v] if k == "ca_file" else v for k, v in policy.items()}
     candidate = signed_by(pki, leaf(pki))
-    with pytest.raises(Rejected, match=f"^{message}"):
+    with pytest.raises(NotVerified, match=f"^{message}"):
         check(candidate, DIGEST, pki.policy(keyless(pki, **fields)), now())
 
 
@@ -532,7 +533,7 @@ def test_a_certificate_issued_by_a_certificate_that_is_no_ca_is_rejected(pki, tm
     candidate = signed_by(pki, pki.ca.leaf(signer=(issuer, key)))
     policy = keyless(pki, ca_file=ca_file(pki, tmp_path, issuer))
     with pytest.raises(
-        Rejected, match=r"^the certificate \(empty name\) in ca_file signed one but is not a CA"
+        NotVerified, match=r"^the certificate \(empty name\) in ca_file signed one but is not a CA"
     ):
         check(candidate, DIGEST, pki.policy(policy), now())
 
@@ -551,7 +552,7 @@ def test_a_chain_longer_than_a_cas_path_length_is_rejected(pki, tmp_path):
     candidate = signed_by(pki, pki.ca.leaf(signer=(deeper, key)))
     policy = keyless(pki, ca_file=ca_file(pki, tmp_path, deeper))
     with pytest.raises(
-        Rejected,
+        NotVerified,
         match="^the CA 'Common Name: testbed intermediate, Organization: updater testbed' allows 0 intermediates below it, not 1",
     ):
         check(candidate, DIGEST, pki.policy(policy), now())
@@ -562,18 +563,18 @@ def test_a_certificates_signature_over_another_payload_is_rejected(pki):
     altered = dataclasses.replace(
         candidate, payload=simple_signing(OTHER), signed=simple_signing(OTHER)
     )
-    with pytest.raises(Rejected, match="^its payload does not match its signature"):
+    with pytest.raises(NotVerified, match="^its payload does not match its signature"):
         check(altered, DIGEST, pki.policy(keyless(pki)), now())
-    with pytest.raises(Rejected, match=f"^it signs {DIGEST}, not {OTHER}"):
+    with pytest.raises(NotVerified, match=f"^it signs {DIGEST}, not {OTHER}"):
         check(candidate, OTHER, pki.policy(keyless(pki)), now())
 
 
 def test_a_key_signature_is_no_keyless_signature_and_the_reverse(pki):
     with pytest.raises(
-        Rejected, match=f"^it is signed by a key, with no certificate for identity {IDENTITY}"
+        NotVerified, match=f"^it is signed by a key, with no certificate for identity {IDENTITY}"
     ):
         check(legacy(pki.signer, simple_signing()), DIGEST, pki.policy(keyless(pki)), now())
-    with pytest.raises(Rejected, match="^it is signed with a certificate, not by key"):
+    with pytest.raises(NotVerified, match="^it is signed with a certificate, not by key"):
         check(signed_by(pki, pki.ca.leaf()), DIGEST, pki.policy(key=pki["cosign.pub"]), now())
 
 
@@ -645,7 +646,7 @@ def test_a_logged_certificate_is_checked_when_the_log_recorded_it(pki, bundle):
     ).startswith(f"by {IDENTITY} from {ISSUER}, in the transparency log since ")
     late = logged(pki, candidate, pem(certificate), at=recorded + 3600)
     with pytest.raises(
-        Rejected,
+        NotVerified,
         match=r"^its certificate expired at \S+ \(checked at \S+, when the transparency log recorded the signature\)",
     ):
         check(late, DIGEST, policy, now())
@@ -697,7 +698,7 @@ def test_a_log_entry_that_is_not_the_logs_or_not_this_signatures_is_rejected(pki
         ),
     ]
     for case, message in cases:
-        with pytest.raises(Rejected, match=message):
+        with pytest.raises(NotVerified, match=message):
             check(case, DIGEST, policy, now())
 
 
@@ -723,7 +724,7 @@ def test_the_test_log_canonicalizes_dsse_as_rekor_does():
 
 
 @pytest.fixture(scope="module")
-def logged_keyless(pki: Pki) -> tuple[Candidate, Policy]:
+def logged_keyless(pki: Pki) -> tuple[Candidate, LoadedPolicy]:
     key, certificate = pki.ca.leaf()
     candidate = logged(pki, signed_by(pki, (key, certificate)), pem(certificate))
     return candidate, pki.policy(keyless(pki, rekor_key=pki["rekor.pub"]))
@@ -752,5 +753,5 @@ def test_a_damaged_signature_is_rejected_never_a_traceback(logged_keyless, field
         damaged = dataclasses.replace(candidate, payload=bytes(data), signed=bytes(data))
     else:
         damaged = dataclasses.replace(candidate, **{field: bytes(data)})
-    with pytest.raises(Rejected):
+    with pytest.raises(NotVerified):
         check(damaged, DIGEST, policy, now())

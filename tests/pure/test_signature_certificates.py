@@ -18,8 +18,9 @@ from testbed import forging
 from testbed.forging import PrivateKey, resign
 from testbed.signing import IDENTITY, ISSUER, TestCA, pem
 from tests.pure.test_signature import DIGEST, legacy, now, simple_signing
-from updater.signature import Rejected, Verify
-from updater.signature.check import Policy, check
+from updater.systems.signature.check import LoadedPolicy, check
+from updater.systems.signature.stages import NotVerified
+from updater.systems.signature.verify import Verify
 
 WORKFLOW = "https://github.com/acme/app/.github/workflows/release.yml"
 TAGS = rf"{WORKFLOW.replace('.', '[.]')}@refs/tags/v.*"
@@ -46,7 +47,7 @@ def verdict(
     fields: dict[str, str | None] = {"identity": IDENTITY, "issuer": ISSUER, **policy}
     candidate = legacy(key, simple_signing(), certificate=certificate)
     verify = Verify(ca_file=ca_file, **fields)  # type: ignore[arg-type]  # str fields only
-    return check(candidate, DIGEST, Policy.load(verify), now())
+    return check(candidate, DIGEST, LoadedPolicy.load(verify), now())
 
 
 def der(certificate: x509.Certificate) -> bytes:
@@ -80,7 +81,7 @@ def test_an_identity_that_is_the_policys_only_once_decoded_is_refused(
     ca, ca_file, identity, policy
 ):
     key, certificate = ca.leaf(identity)
-    with pytest.raises(Rejected, match="^its certificate's identity .* is not") as caught:
+    with pytest.raises(NotVerified, match="^its certificate's identity .* is not") as caught:
         verdict(der(certificate), key, ca_file, **policy)
     assert f"identity {identity} is not" in caught.value.reason  # as the certificate has it
     exact = {"identity": identity}
@@ -98,14 +99,14 @@ def test_an_identity_that_is_the_policys_only_once_decoded_is_refused(
 )
 def test_an_email_is_compared_as_the_certificate_spells_it(ca, ca_file, email, policy):
     key, certificate = ca.leaf(email, email=True)
-    with pytest.raises(Rejected, match=f"^its certificate's identity {email} is not {policy}$"):
+    with pytest.raises(NotVerified, match=f"^its certificate's identity {email} is not {policy}$"):
         verdict(der(certificate), key, ca_file, identity=policy)
     assert verdict(der(certificate), key, ca_file, identity=email) == f"by {email} from {ISSUER}"
 
 
 def test_an_identity_with_control_characters_is_refused(ca, ca_file):
     key, certificate = ca.leaf(f"{IDENTITY}\nby {IDENTITY}")
-    with pytest.raises(Rejected, match="^its certificate's identity is not printable ASCII$"):
+    with pytest.raises(NotVerified, match="^its certificate's identity is not printable ASCII$"):
         verdict(der(certificate), key, ca_file, identity=f"{IDENTITY}\nby {IDENTITY}")
 
 
@@ -127,7 +128,7 @@ def test_an_issuer_that_is_the_policys_only_once_decoded_is_refused(
 ):
     key, certificate = ca.leaf(issuer=issuer, issuer_extension=extension)
     fields = {"issuer": None, **policy} if policy else {}
-    with pytest.raises(Rejected, match="^its certificate's OIDC issuer .* is not") as caught:
+    with pytest.raises(NotVerified, match="^its certificate's OIDC issuer .* is not") as caught:
         verdict(der(certificate), key, ca_file, **fields)
     assert f"OIDC issuer {issuer} is not" in caught.value.reason
     account = verdict(der(certificate), key, ca_file, issuer=issuer)
@@ -145,7 +146,7 @@ def test_an_extension_given_twice_is_refused(ca, ca_file, oid):
     extension = forging.der(0x30, core.ObjectIdentifier(oid).dump() + forging.der(0x04, value))
     forged = forging.add_extension(der(certificate), ca.intermediate_key, extension)
     with pytest.raises(
-        Rejected, match=f"^its certificate does not parse: .*the extension {oid} is there twice"
+        NotVerified, match=f"^its certificate does not parse: .*the extension {oid} is there twice"
     ):
         verdict(forged, key, ca_file)
 
@@ -218,7 +219,7 @@ def test_a_chain_signed_with_sha1_md5_or_sha224_is_refused(ca, other_cas, family
     signer, path = other_cas[family]
     forged = resign(der(certificate), signer, algorithm)
     with pytest.raises(
-        Rejected, match=f"^its certificate is signed with {named}, not ECDSA or RSA"
+        NotVerified, match=f"^its certificate is signed with {named}, not ECDSA or RSA"
     ):
         verdict(forged, key, path)
 
@@ -235,7 +236,7 @@ def test_a_chain_signed_with_rsa_pss_is_refused(ca, other_cas):
         )
         .sign(signer, hashes.SHA256(), rsa_padding=padding.PSS(padding.MGF1(hashes.SHA256()), 32))
     )  # fmt: skip
-    with pytest.raises(Rejected, match="^its certificate is signed with rsassa_pss, not"):
+    with pytest.raises(NotVerified, match="^its certificate is signed with rsassa_pss, not"):
         verdict(der(pss), key, path)
 
 
@@ -245,7 +246,7 @@ def test_an_intermediate_signed_with_sha1_is_refused(ca, tmp_path):
     intermediate = resign(der(ca.intermediate), ca.root_key, "ecdsa-with-SHA1")
     path = tmp_path / "ca.pem"
     path.write_bytes(pem(x509.load_der_x509_certificate(intermediate)) + pem(ca.root))
-    with pytest.raises(Rejected, match="^the CA certificate .* is signed with sha1_ecdsa, not"):
+    with pytest.raises(NotVerified, match="^the CA certificate .* is signed with sha1_ecdsa, not"):
         verdict(der(certificate), key, path)
 
 
@@ -265,7 +266,7 @@ def test_a_chain_whose_inner_and_outer_algorithms_differ_is_refused(
     signer, path = other_cas["P-256"]
     forged = resign(der(certificate), signer, inner, outer, hashed_with)
     with pytest.raises(
-        Rejected,
+        NotVerified,
         match="^its certificate names one signature algorithm in its signed part and another outside it$",
     ):
         verdict(forged, key, path)
@@ -278,5 +279,5 @@ def test_an_algorithm_of_another_key_family_is_refused(ca, other_cas):
     forged = resign(
         der(certificate), signer, "ecdsa-with-SHA256", hashed_with="sha256WithRSAEncryption"
     )
-    with pytest.raises(Rejected, match="^its certificate is not signed by the CA"):
+    with pytest.raises(NotVerified, match="^its certificate is not signed by the CA"):
         verdict(forged, key, path)

@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 from testbed import forging
 from testbed.forging import PrivateKey
 from testbed.fuzzing import fuzz
-from updater.signature import Rejected, certificates
-from updater.signature.crypto import verifies
+from updater.systems.signature import certificates
+from updater.systems.signature.crypto import verifies
+from updater.systems.signature.stages import NotVerified
 
 KINDS: dict[str, Callable[[], PrivateKey]] = {
     "P-256": lambda: ec.generate_private_key(ec.SECP256R1()),
@@ -292,7 +293,7 @@ def ours_chain(leaf: bytes, ca: bytes) -> bool:
     at = dt.datetime.now(dt.UTC).timestamp()
     try:
         certificates.check_chain(certificates.load(leaf), [certificates.load(ca)], at, "now")
-    except (Rejected, ValueError):
+    except (NotVerified, ValueError):
         return False
     return True
 

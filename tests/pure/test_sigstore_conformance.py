@@ -21,7 +21,12 @@ from pathlib import Path
 import pytest
 
 from testbed.signing import audit_path, merkle_root
-from updater.signature import (
+from updater.systems.signature import certificates, sct
+from updater.systems.signature.check import LoadedPolicy, _logged, check
+from updater.systems.signature.found import Candidate, read_annotation_entry, read_bundle
+from updater.systems.signature.pem import blocks
+from updater.systems.signature.proofs import leaf_hash, root_from
+from updater.systems.signature.stages import (
     CHAIN,
     CLAIM,
     IDENTITY,
@@ -32,15 +37,9 @@ from updater.signature import (
     SIGNER,
     UNLOGGED,
     UNREADABLE,
-    Rejected,
-    Verify,
-    certificates,
-    sct,
+    NotVerified,
 )
-from updater.signature.check import Policy, _logged, check
-from updater.signature.found import Candidate, read_annotation_entry, read_bundle
-from updater.signature.pem import blocks
-from updater.signature.proofs import leaf_hash, root_from
+from updater.systems.signature.verify import Verify
 
 DATA = Path(__file__).parents[1] / "data" / "sigstore"
 CASES = DATA / "conformance" / "bundle-verify"
@@ -115,29 +114,29 @@ NEGATIVE = {
 }
 
 
-def verdict(bundle: Path, digest: str, verify: Verify) -> str | Rejected:
+def verdict(bundle: Path, digest: str, verify: Verify) -> str | NotVerified:
     """What the gate says of the bundle's signatures as a signature of `digest`: the account
     of the one that verified, or the failure that got furthest (as `verified` picks it)."""
     try:
-        policy = Policy.load(verify)
+        policy = LoadedPolicy.load(verify)
     except ValueError as err:
-        return Rejected(CONFIG, str(err))
+        return NotVerified(CONFIG, str(err))
     try:
         candidates = read_bundle(bundle.read_bytes(), "the bundle")
     except MALFORMED as err:
-        return Rejected(UNREADABLE, repr(err))
+        return NotVerified(UNREADABLE, repr(err))
     failures = []
     for candidate in candidates:
         try:
             return check(candidate, digest, policy, LATER)
-        except Rejected as err:
+        except NotVerified as err:
             failures.append(err)
         except MALFORMED as err:
-            failures.append(Rejected(UNREADABLE, repr(err)))
+            failures.append(NotVerified(UNREADABLE, repr(err)))
     return max(failures, key=lambda failure: failure.stage)
 
 
-def conformance(case: Path) -> str | Rejected:
+def conformance(case: Path) -> str | NotVerified:
     """A bundle-verify case as its README says to run it."""
     artifact = case / "artifact" if (case / "artifact").exists() else CASES.parent / "a.txt"
     digest = "sha256:" + hashlib.sha256(artifact.read_bytes()).hexdigest()
@@ -168,7 +167,7 @@ def test_every_case_is_known():
 def test_every_negative_case_is_refused_for_its_reason(name):
     stage, reason = NEGATIVE[name]
     found = conformance(CASES / name)
-    assert isinstance(found, Rejected), found
+    assert isinstance(found, NotVerified), found
     assert found.stage == stage, found.reason
     assert re.search(reason, found.reason), found.reason
 
@@ -178,7 +177,7 @@ def test_every_positive_case_verifies_or_is_refused_as_documented(name):
     found = conformance(CASES / name)
     if name in REFUSED:
         stage, reason = REFUSED[name]
-        assert isinstance(found, Rejected) and found.stage == stage, found
+        assert isinstance(found, NotVerified) and found.stage == stage, found
         assert re.search(reason, found.reason), found.reason
     else:
         assert isinstance(found, str), f"{found.stage}: {found.reason}"
@@ -207,7 +206,7 @@ BEYOND_THE_CLAIM = {
 def test_dsse_entries_past_the_claim(name):
     case = CASES / name
     root = case / "trusted_root.json" if (case / "trusted_root.json").exists() else PROD
-    policy = Policy.load(Verify(identity=BEACON, issuer=ACTIONS, trusted_root=root))
+    policy = LoadedPolicy.load(Verify(identity=BEACON, issuer=ACTIONS, trusted_root=root))
     [candidate] = read_bundle((case / "bundle.sigstore.json").read_bytes(), "the bundle")
     assert candidate.certificate is not None
     leaf = certificates.load(candidate.certificate)
@@ -216,7 +215,7 @@ def test_dsse_entries_past_the_claim(name):
         cas = policy.cas_at(at)
         certificates.check_chain(leaf, cas, at, clock)
         sct.check(leaf, [ca for ca in cas if ca.subject == leaf.issuer], policy.ctlogs)
-    except Rejected as refused:
+    except NotVerified as refused:
         account = refused.reason
     assert re.search(BEYOND_THE_CLAIM[name], account), account
 
@@ -262,7 +261,7 @@ def test_sigstore_pythons_bad_bundles_are_refused(bundle, root, stage, reason):
     digest = "sha256:" + hashlib.sha256(artifact.read_bytes()).hexdigest()
     verify = Verify(identity_regexp=".*", issuer=OAUTH, trusted_root=root)
     found = verdict(PYTHON / bundle, digest, verify)
-    assert isinstance(found, Rejected), found
+    assert isinstance(found, NotVerified), found
     assert found.stage == stage and re.search(reason, found.reason), found.reason
 
 
@@ -297,7 +296,7 @@ def test_sigstore_gos_attestations_are_not_signatures(bundle):
         trusted_root=GO / "trusted-roots" / "public-good.json",
     )
     found = verdict(path, _subject(path), verify)
-    assert isinstance(found, Rejected) and found.stage == CLAIM, found
+    assert isinstance(found, NotVerified) and found.stage == CLAIM, found
     assert found.reason.startswith("it is an attestation of https://slsa.dev/provenance/")
 
 
@@ -309,7 +308,7 @@ def test_sigstore_gos_othername_identity_is_not_read():
         trusted_root=GO / "trusted-roots" / "scaffolding.json",
     )
     found = verdict(path, _subject(path), verify)
-    assert isinstance(found, Rejected) and found.stage == IDENTITY, found
+    assert isinstance(found, NotVerified) and found.stage == IDENTITY, found
     assert found.reason.startswith("its certificate names no identity (SAN URI or e-mail)")
 
 
@@ -323,7 +322,7 @@ def test_sigstore_gos_key_signed_bundle_verifies_by_its_key_alone():
         _subject(path),
         Verify(key=key, trusted_root=GO / "trusted-roots" / "public-key-validity.json"),
     )
-    assert isinstance(found, Rejected) and found.stage == CONFIG
+    assert isinstance(found, NotVerified) and found.stage == CONFIG
     assert "not a trusted root (no field 'tlogs')" in found.reason
 
 
@@ -345,9 +344,9 @@ def test_cosign_3s_keyless_bundle_of_a_real_image_verifies_at_its_log_time():
         identity=KUBEWARDEN.replace("v1.34.0", "v1.34.1"), issuer=ACTIONS, trusted_root=PROD
     )
     found = verdict(bundle, KUBEWARDEN_DIGEST, other)
-    assert isinstance(found, Rejected) and found.stage == IDENTITY
+    assert isinstance(found, NotVerified) and found.stage == IDENTITY
     found = verdict(bundle, "sha256:" + "0" * 64, verify)
-    assert isinstance(found, Rejected) and found.stage == CLAIM
+    assert isinstance(found, NotVerified) and found.stage == CLAIM
 
 
 def test_cosigns_legacy_sig_layers_verify(tmp_path):
@@ -365,7 +364,8 @@ def test_cosigns_legacy_sig_layers_verify(tmp_path):
         base64.b64decode(signed["signature"]),
     )
     assert (
-        check(candidate, signed["digest"], Policy.load(Verify(key=key)), LATER) == f"by key {key}"
+        check(candidate, signed["digest"], LoadedPolicy.load(Verify(key=key)), LATER)
+        == f"by key {key}"
     )
 
     keyless = layers["keyless_2021"]
@@ -381,22 +381,22 @@ def test_cosigns_legacy_sig_layers_verify(tmp_path):
         entries=(read_annotation_entry(keyless["bundle"]),),
     )
     ca_file, rekor_key = _files_of(PROD, tmp_path)
-    policy = Policy.load(
+    policy = LoadedPolicy.load(
         Verify(
             identity=keyless["identity"], issuer_regexp=".*", ca_file=ca_file, rekor_key=rekor_key
         )
     )
     # Its log entry and its chain verify at the time Rekor recorded it (2021), its identity
     # is the policy's; but Fulcio did not record the OIDC issuer in its certificates yet.
-    with pytest.raises(Rejected, match="^its certificate records no OIDC issuer") as refused:
+    with pytest.raises(NotVerified, match="^its certificate records no OIDC issuer") as refused:
         check(candidate, keyless["digest"], policy, LATER)
     assert refused.value.stage == ISSUER
     # Nor did it embed SCTs, which a trusted root requires.
-    policy = Policy.load(
+    policy = LoadedPolicy.load(
         Verify(identity=keyless["identity"], issuer_regexp=".*", trusted_root=PROD)
     )
     with pytest.raises(
-        Rejected, match="^its certificate has no certificate-transparency timestamp"
+        NotVerified, match="^its certificate has no certificate-transparency timestamp"
     ):
         check(candidate, keyless["digest"], policy, LATER)
 
@@ -432,7 +432,7 @@ def test_rekor_key_proves_a_rekor_v2_entry_with_the_logs_ed25519_key(tmp_path):
     digest = "sha256:" + hashlib.sha256((PYTHON / "staging-rekor-v2.txt").read_bytes()).hexdigest()
     verify = Verify(identity="jku@goto.fi", issuer=OAUTH, ca_file=ca_file, rekor_key=rekor_key)
     found = verdict(bundle, digest, verify)
-    assert isinstance(found, Rejected) and found.stage == CHAIN, found
+    assert isinstance(found, NotVerified) and found.stage == CHAIN, found
     assert found.reason == "its RFC 3161 timestamp is not signed by a trusted timestamp authority"
     v1_only = tmp_path / "v1.pub"
     v1_only.write_text(
@@ -443,7 +443,7 @@ def test_rekor_key_proves_a_rekor_v2_entry_with_the_logs_ed25519_key(tmp_path):
         digest,
         Verify(identity="jku@goto.fi", issuer=OAUTH, ca_file=ca_file, rekor_key=v1_only),
     )
-    assert isinstance(found, Rejected) and found.stage == LOG
+    assert isinstance(found, NotVerified) and found.stage == LOG
     assert found.reason.startswith("its transparency-log entry is from another log")
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from updater import log
-from updater.state import Entry, Failure, Hold, Pending, Record, State
+from updater.outputs import log
+from updater.systems.state import State
+from updater.systems.state.records import Entry, Failure, Hold, Pending, Record
 
 OLD = "sha256:" + "1" * 64
 NEW = "sha256:" + "2" * 64

@@ -14,14 +14,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from testbed.fuzzing import fuzz, sha256_digests
-from updater.check import Checked, Status
 from updater.cli import main
 from updater.config import Policy, Unit
-from updater.engine import Container, Image
-from updater.outcome import Outcome
-from updater.plan import next_step
-from updater.reference import parse
-from updater.state import Entry, Failure, Hold, Pending, Record, State
+from updater.decisions.checked import Checked, Status
+from updater.decisions.plan import next_step
+from updater.models.outcome import Outcome
+from updater.models.reference import parse
+from updater.systems.engine import Container, Image
+from updater.systems.state import State
+from updater.systems.state.records import Entry, Failure, Hold, Pending, Record
 
 UNITS = ("a.service", "b.service")
 IMAGES = ("img-old", "img-new")

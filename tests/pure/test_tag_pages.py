@@ -15,8 +15,8 @@ import pytest
 
 from updater.config import RegistrySettings
 from updater.errors import RegistryError
-from updater.reference import parse
-from updater.registry import Registries, client
+from updater.models.reference import parse
+from updater.systems.registry import Registries, client
 
 pytestmark = pytest.mark.pure
 

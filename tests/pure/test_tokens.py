@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from updater.registry import tokens
-from updater.registry.challenge import Challenge
-from updater.registry.tokens import AuthCache, Token
+from updater.systems.registry import tokens
+from updater.systems.registry.challenge import Challenge
+from updater.systems.registry.tokens import AuthCache, Token
 
 
 def test_an_unchanged_cache_is_not_written_again(tmp_path):

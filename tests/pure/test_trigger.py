@@ -16,16 +16,10 @@ import pytest
 
 from testbed import PROJECT
 from testbed.trigger import BODY, SECRET, exchange, request, sending, sign, talk
-from updater import log
+from updater.files import request_file
+from updater.outputs import log
 from updater.trigger.http import MAX_BODY, MAX_HEAD
-from updater.trigger.rules import (
-    MIN_INTERVAL,
-    Settings,
-    request_file,
-    request_run,
-    serve,
-    settings_from,
-)
+from updater.trigger.rules import MIN_INTERVAL, Settings, request_run, serve, settings_from
 
 
 @pytest.fixture
@@ -221,7 +215,7 @@ def test_a_client_that_leaves_at_once_is_400(settings):
 
 def test_the_updater_itself_never_loads_the_http_parser(tmp_path):
     """`updater run` every minute pays for no module only the trigger uses."""
-    probe = "import sys, updater.cli, updater.run; print('h11' in sys.modules)"
+    probe = "import sys, updater.cli, updater.commands.run; print('h11' in sys.modules)"
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=PROJECT, timeout=20
     )

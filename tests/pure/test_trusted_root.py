@@ -13,9 +13,11 @@ import pytest
 
 from updater.config import load
 from updater.errors import ConfigError
-from updater.signature import LOG, Rejected, Verify, certificates, proofs, sct
-from updater.signature.check import Policy
-from updater.signature.found import read_bundle
+from updater.systems.signature import certificates, proofs, sct
+from updater.systems.signature.check import LoadedPolicy
+from updater.systems.signature.found import read_bundle
+from updater.systems.signature.stages import LOG, NotVerified
+from updater.systems.signature.verify import Verify
 
 DATA = Path(__file__).parents[1] / "data" / "sigstore"
 PROD = DATA / "sigstore-python" / "prod_trusted_root.json"
@@ -33,7 +35,7 @@ def test_a_trusted_root_gives_the_cas_the_logs_and_the_ct_logs(tmp_path):
     verify = f'{{identity = "{IDENTITY}", issuer = "{ISSUER}", trusted_root = "{PROD}"}}'
     [unit] = load(configure(tmp_path, verify)).units
     assert unit.policy.verify == Verify(identity=IDENTITY, issuer=ISSUER, trusted_root=PROD)
-    policy = Policy.load(unit.policy.verify)
+    policy = LoadedPolicy.load(unit.policy.verify)
     assert [log.name for log in policy.logs] == [
         "the log https://rekor.sigstore.dev",
         "the log https://log2025-1.rekor.sigstore.dev",
@@ -116,7 +118,7 @@ def real():
     """cosign 3's bundle of a real image, and the public instance's trusted root."""
     [candidate] = read_bundle(KUBEWARDEN.read_bytes(), "the bundle")
     verify = Verify(identity=IDENTITY, issuer=ISSUER, trusted_root=PROD)
-    return candidate, Policy.load(verify)
+    return candidate, LoadedPolicy.load(verify)
 
 
 def test_the_sct_is_checked_against_the_ct_logs_key_window_and_issuer(real):
@@ -128,7 +130,7 @@ def test_the_sct_is_checked_against_the_ct_logs_key_window_and_issuer(real):
     wrong_key = tuple(dataclasses.replace(log, key=policy.logs[0].key) for log in policy.ctlogs)
     others = [ca for ca in policy.cas if ca.subject != leaf.issuer]
     for logs, cas in ((expired, issuers), (wrong_key, issuers), (policy.ctlogs, others)):
-        with pytest.raises(Rejected, match="^its certificate's SCTs .* are no trusted CT log's"):
+        with pytest.raises(NotVerified, match="^its certificate's SCTs .* are no trusted CT log's"):
             sct.check(leaf, cas, logs)
 
 
@@ -146,6 +148,6 @@ def test_a_checkpoint_is_the_logs_only_with_its_key_hint_and_signature(real):
         (dataclasses.replace(checkpoint, signatures=()), "key hint"),
     ]
     for case, message in forged:
-        with pytest.raises(Rejected, match=message) as refused:
+        with pytest.raises(NotVerified, match=message) as refused:
             proofs.signed(case, log, log_id)
         assert refused.value.stage == LOG

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from updater import unitcheck
 from updater.config import Policy, Unit
+from updater.decisions import unitcheck
+from updater.decisions.unitcheck import run_options, warnings
 from updater.errors import SystemdError
-from updater.reference import parse
-from updater.systemd import Definition, parse_definitions
-from updater.unitcheck import run_options, warnings
+from updater.models.reference import parse
+from updater.systems.systemd import Definition, parse_definitions
 
 AFTER = "After=basic.target docker.socket docker.service sysinit.target"
 

@@ -11,10 +11,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.pure.vectors import DATA, Judge, Vector, cases, check, counts
-from updater import credentials, reference
 from updater.errors import UpdaterError
-from updater.registry import challenge, hosts
-from updater.registry.proxy import Proxies, Proxy, parse_no_proxy
+from updater.models import reference
+from updater.systems import credentials
+from updater.systems.registry import challenge, hosts
+from updater.systems.registry.proxy import Proxies, Proxy, parse_no_proxy
 
 
 def _parsed(text: str) -> reference.Reference | None:

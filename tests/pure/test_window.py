@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from updater import window
 from updater.config import load
 from updater.errors import ConfigError
-from updater.window import Window, is_open
+from updater.systems import window
+from updater.systems.window import Window, is_open
 
 
 def at(text: str) -> float:

@@ -1,4 +1,4 @@
-"""updater.wire: the HTTP/1.1 the updater speaks, against answers written byte for byte.
+"""updater.systems.wire: the HTTP/1.1 the updater speaks, against answers written byte for byte.
 
 The real servers are the registry and engine tiers'; here each framing and each malformed answer
 a server could send is fed through a socket pair, and the request's bytes are read back.
@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from updater.wire import MAX_FIELDS, Closed, Connection, Pool, ProtocolError, TooLarge
+from updater.systems.wire import MAX_FIELDS, Closed, Connection, Pool, ProtocolError, TooLarge
 
 
 def served(answer: bytes, *, close: bool = True) -> tuple[Connection, list[bytes]]:

@@ -1,4 +1,4 @@
-"""Registry tier: the gates a new digest passes before it is pulled (updater.gates), against a
+"""Registry tier: the gates a new digest passes before it is pulled (updater.commands.gates), against a
 real docker-registry (and go-containerregistry's, for what the pull path reads of the registry)
 and images signed by the real cosign: the minimum age by the image's build
 time or by when the digest was first seen, the signature's grace for CI to push it, rejection.
@@ -14,14 +14,15 @@ import pytest
 
 from testbed.crane import BOTH_REGISTRIES
 from testbed.signing import Cosign
-from updater import gates
-from updater.check import Checked, Status
+from updater.commands import gates
 from updater.config import Policy, Unit
-from updater.outcome import Outcome
-from updater.plan import Leave
-from updater.reference import parse
-from updater.signature import Verify
-from updater.state import Seen, State
+from updater.decisions.checked import Checked, Status
+from updater.decisions.plan import Leave
+from updater.models.outcome import Outcome
+from updater.models.reference import parse
+from updater.systems.signature.verify import Verify
+from updater.systems.state import State
+from updater.systems.state.records import Seen
 
 pytestmark = pytest.mark.registry
 

@@ -15,10 +15,10 @@ import pytest
 
 from testbed.forward_proxy import ForwardProxy
 from updater.config import RegistrySettings
-from updater.credentials import DockerConfig
 from updater.errors import RegistryError
-from updater.reference import parse
-from updater.registry import Registries
+from updater.models.reference import parse
+from updater.systems.credentials import DockerConfig
+from updater.systems.registry import Registries
 
 NAME = "registry.test"
 PASSWORD = "pr0xy-s3cret"

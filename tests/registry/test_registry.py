@@ -17,11 +17,11 @@ import pytest
 
 from testbed.crane import BOTH_REGISTRIES
 from updater.config import RegistrySettings
-from updater.credentials import DockerConfig
 from updater.errors import RegistryError
-from updater.reference import parse
-from updater.registry import Registries
-from updater.registry.transport import verified_context
+from updater.models.reference import parse
+from updater.systems.credentials import DockerConfig
+from updater.systems.registry import Registries
+from updater.systems.registry.transport import verified_context
 
 pytestmark = pytest.mark.registry
 
@@ -301,7 +301,7 @@ def test_refused_connection_is_an_error_naming_the_host():
 
 
 def test_next_run_reuses_cached_challenge_and_token(registry_factory, docker_config, tmp_path):
-    from updater.registry import tokens
+    from updater.systems.registry import tokens
 
     registry = registry_factory(auth="token")
     digests = {repo: registry.push_image(repo, "prod", seed=repo) for repo in ("a", "b")}
@@ -324,7 +324,7 @@ def test_next_run_reuses_cached_challenge_and_token(registry_factory, docker_con
 
 
 def test_expired_cached_token_is_replaced(registry_factory, docker_config):
-    from updater.registry import AuthCache, Token
+    from updater.systems.registry import AuthCache, Token
 
     registry = registry_factory(auth="token")
     digest = registry.push_image("a", "prod", seed="a")
@@ -339,7 +339,7 @@ def test_expired_cached_token_is_replaced(registry_factory, docker_config):
 
 
 def test_cache_of_garbage_is_empty():
-    from updater.registry import AuthCache
+    from updater.systems.registry import AuthCache
 
     for junk in [None, [], "x", {"challenges": 3}, {"tokens": {"k": {"value": 1}}}]:
         assert AuthCache.from_json(junk).tokens == {}

@@ -13,13 +13,14 @@ import requests
 
 from testbed.proxy import Proxy
 from testbed.signing import Cosign
-from updater import gates
-from updater.check import Checked, Status
+from updater.commands import gates
 from updater.config import RegistrySettings, load
-from updater.credentials import DockerConfig
-from updater.reference import parse
-from updater.registry import Registries
-from updater.state import Seen, State
+from updater.decisions.checked import Checked, Status
+from updater.models.reference import parse
+from updater.systems.credentials import DockerConfig
+from updater.systems.registry import Registries
+from updater.systems.state import State
+from updater.systems.state.records import Seen
 
 pytestmark = pytest.mark.registry
 

@@ -8,12 +8,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from updater import log
 from updater.config import RegistrySettings
-from updater.credentials import DockerConfig
 from updater.errors import RegistryError
-from updater.reference import parse
-from updater.registry import Registries
+from updater.models.reference import parse
+from updater.outputs import log
+from updater.systems.credentials import DockerConfig
+from updater.systems.registry import Registries
 
 PASSWORD = "Pw-0123-SECRET-xyzzy"
 

@@ -27,11 +27,12 @@ from testbed import needs
 from testbed.registry import OCI_INDEX, OCI_MANIFEST, TESTBED_UA, Registry
 from testbed.signing import IDENTITY, ISSUER, Cosign, Rekor, TestCA, pem
 from updater.config import RegistrySettings
-from updater.credentials import DockerConfig
 from updater.errors import SignatureError
-from updater.reference import parse
-from updater.registry import Registries
-from updater.signature import MAX_CANDIDATES, Verify, verified
+from updater.models.reference import parse
+from updater.systems.credentials import DockerConfig
+from updater.systems.registry import Registries
+from updater.systems.signature import MAX_CANDIDATES, verified
+from updater.systems.signature.verify import Verify
 
 pytestmark = pytest.mark.registry
 

@@ -7,8 +7,8 @@ import pytest
 
 from testbed.crane import BOTH_REGISTRIES, CraneRegistry
 from updater.errors import RegistryError
-from updater.reference import parse
-from updater.registry import client
+from updater.models.reference import parse
+from updater.systems.registry import client
 
 pytestmark = pytest.mark.registry
 

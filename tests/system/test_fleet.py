@@ -16,10 +16,10 @@ import pytest
 
 from testbed.apps import outcome, updater
 from testbed.etcd import Watcher
+from updater.commands.rollout import Evidence, Rollout, Slot
 from updater.config import Fleet, Policy, Unit
-from updater.fleet import keys
-from updater.reference import parse
-from updater.rollout import Rollout, Slot, Verdict
+from updater.models.fleet import keys
+from updater.models.reference import parse
 
 pytestmark = pytest.mark.system
 
@@ -83,7 +83,7 @@ def test_it_waits_for_another_canary_and_then_follows_it(machine, new_app, fleet
     assert "waiting for the canary h9 to prove" in report["error"]
     assert app.running_image() == app.images["v1"]
 
-    canary.publish(Verdict(app.unit, new, True, at="T"))
+    canary.publish(Evidence(app.unit, new, True, at="T"))
     canary.release(slot)
     code, reports = updater(machine)
     assert outcome(reports, app)["outcome"] == "updated", reports
@@ -99,7 +99,7 @@ def test_a_digest_that_failed_on_another_host_is_never_pulled(
     configure_fleet(machine, app, fleet_store.endpoints, group)
     bad = app.publish("v2")
     canary, unit = other_host(fleet_store, group, app)
-    canary.publish(Verdict(app.unit, bad, False, "not healthy: exited 1", "T"))
+    canary.publish(Evidence(app.unit, bad, False, "not healthy: exited 1", "T"))
 
     code, reports = updater(machine)
     report = outcome(reports, app)

@@ -23,7 +23,7 @@ import pytest
 from testbed.etcd import Cluster, Event, Watcher
 from testbed.forwarder import Forwarder
 from testbed.hosts import FleetApp, Host, Run, at_once, booted, timers_at
-from updater.fleet import keys
+from updater.models.fleet import keys
 
 pytestmark = pytest.mark.system
 

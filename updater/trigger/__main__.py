@@ -8,8 +8,9 @@ import socket
 import sys
 from collections.abc import Mapping
 
-from updater.log import setup as setup_logging
-from updater.trigger.rules import request_file, request_run, serve, settings_from
+from updater.files import request_file
+from updater.outputs.log import setup as setup_logging
+from updater.trigger.rules import request_run, serve, settings_from
 
 log = logging.getLogger("updater")
 

@@ -26,7 +26,7 @@ _CONTROLS = bytes(range(0x20)).replace(b"\t", b"") + b"\x7f"
 
 
 @dataclass(frozen=True)
-class Answer:
+class Response:
     """The status the client gets, and why, in words for the journal."""
 
     status: HTTPStatus
@@ -39,7 +39,7 @@ class Refused(Exception):
 
     def __init__(self, status: HTTPStatus, reason: str, headers: tuple[tuple[str, str], ...] = ()):
         super().__init__(reason)
-        self.answer = Answer(status, reason, headers)
+        self.answer = Response(status, reason, headers)
 
 
 def bad_request(reason: str) -> Refused:
@@ -118,7 +118,7 @@ class Exchange:
         except OSError as err:
             raise bad_request(f"connection lost: {err.strerror}") from None
 
-    def write_answer(self, answer: Answer, document: Mapping[str, str]) -> None:
+    def write_answer(self, answer: Response, document: Mapping[str, str]) -> None:
         """Write the answer with `document` as its JSON body; a client that left is not an error."""
         body = json.dumps(document).encode() + b"\n"
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]

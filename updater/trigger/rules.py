@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 
-from updater.trigger.http import Answer, Exchange, Head, Refused, body_length, peer_of
+from updater.trigger.http import Exchange, Head, Refused, Response, body_length, peer_of
 
 log = logging.getLogger("updater")
 
 DEFAULT_SECRET_FILE = Path("/etc/updater/trigger.secret")
 CREDENTIAL = "trigger.secret"  # the LoadCredential= name in updater-trigger@.service
-DEFAULT_RUN_DIR = Path("/run/updater-trigger")
-REQUEST_FILE = "run-requested"  # in the runtime directory; updater-trigger.path watches it
 DEADLINE = 5.0  # seconds for the whole request, from accept to the last body byte
 # At most one run request per 3 s: systemd refuses a 6th start of updater.service within 10 s
 # (its default start limit), and the path unit would then stop. 429 tells CI when to retry.
@@ -65,14 +63,6 @@ def settings_from(environ: Mapping[str, str]) -> Settings:
         secret_copy=Path(credentials, CREDENTIAL) if credentials else None,
         path=environ.get("UPDATER_TRIGGER_PATH") or "/",
     )
-
-
-def request_file(environ: Mapping[str, str]) -> Path:
-    """The file whose change starts updater.service (through updater-trigger.path)."""
-    if environ.get("UPDATER_TRIGGER_FILE"):
-        return Path(environ["UPDATER_TRIGGER_FILE"])
-    run_dir = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    return Path(run_dir or DEFAULT_RUN_DIR) / REQUEST_FILE
 
 
 def request_run(path: Path) -> None:
@@ -153,7 +143,7 @@ def check_signature(secret: bytes, body: bytes, signature: str) -> None:
         raise Refused(HTTPStatus.UNAUTHORIZED, "signature does not match")
 
 
-def respond(exchange: Exchange, settings: Settings, start_run: Callable[[], None]) -> Answer:
+def respond(exchange: Exchange, settings: Settings, start_run: Callable[[], None]) -> Response:
     """Read, check and act on the one request: 202, or Refused with the status that says why."""
     secret = load_secret(settings)
     path = check_path(settings.path)
@@ -168,10 +158,10 @@ def respond(exchange: Exchange, settings: Settings, start_run: Callable[[], None
         start_run()
     except OSError as err:
         raise SetupError(f"could not ask for a run: {err}") from None
-    return Answer(HTTPStatus.ACCEPTED, "run requested")
+    return Response(HTTPStatus.ACCEPTED, "run requested")
 
 
-def document(answer: Answer) -> dict[str, str]:
+def document(answer: Response) -> dict[str, str]:
     """The answer's JSON body: what was wrong, unless the setup is, which only the journal says."""
     if answer.status == HTTPStatus.ACCEPTED:
         return {"status": "accepted", "unit": "updater.service"}
@@ -180,15 +170,15 @@ def document(answer: Answer) -> dict[str, str]:
     return {"error": answer.reason}
 
 
-def report(peer: str, answer: Answer) -> None:
+def report(peer: str, answer: Response) -> None:
     """One journal line per request: who, the status, why. Never the secret or the signature."""
     status = answer.status
     level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
     log.log(level, "%s: %d %s", peer, status, answer.reason)
 
 
-def serve(sock: socket.socket, settings: Settings, start_run: Callable[[], None]) -> Answer:
-    """Answer the one request on `sock` and close it; `start_run` is called for a good one only.
+def serve(sock: socket.socket, settings: Settings, start_run: Callable[[], None]) -> Response:
+    """Response the one request on `sock` and close it; `start_run` is called for a good one only.
 
     `start_run` may refuse (Refused, e.g. 429 from request_run); an OSError from it is a 500.
     """

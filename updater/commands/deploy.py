@@ -1,0 +1,320 @@
+"""Deploying one digest to one unit: pull, record, tag, restart and verify, then keep or roll
+back; and finishing what an earlier run began. Imported only where a unit moves (a run's update,
+`updater rollback`): an idle run pays for neither systemctl's module nor the health proof.
+
+The steps are ordered so that a run interrupted anywhere leaves the old or the new image running
+and the next run converges: the update is recorded before the service is touched, and a record
+found in flight is proven (or rolled back) by the next run. Only the image can fail a digest
+(`updater.decisions.fault` decides): a restart or proof cut short by the host going down, by
+systemd or by the engine leaves the update in flight, as an interruption does. A reboot asked
+meanwhile waits for the proof (a logind delay inhibitor, `updater.systems.reboot`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from updater.commands.host import Host
+from updater.config import Unit
+from updater.decisions.checked import Checked, report_of
+from updater.decisions.fault import Fault, InFlight, Surroundings, blame, excuse
+from updater.decisions.health import Expectation, Observation, Verdict, verify
+from updater.decisions.plan import Deploy
+from updater.errors import EngineError, UpdaterError
+from updater.models.outcome import Outcome, Report
+from updater.outputs.history import now
+from updater.systems import systemd
+from updater.systems.engine import Engine, Image
+from updater.systems.reboot import inhibited
+from updater.systems.state.records import Failure, Pending
+
+if TYPE_CHECKING:
+    from updater.commands.rollout import Evidence, Rollout, Telling
+
+log = logging.getLogger("updater")
+
+
+def in_fleet(checked: Checked, step: Deploy, host: Host, rollout: Rollout) -> Report:
+    """The update as one host of a group: a slot first (or why not now), confirmed before the
+    restart, the verdict published, the slot given back. No store: no update (fail closed)."""
+    from updater.commands.rollout import LostSlot, Slot
+    from updater.models.fleet import FailedElsewhere, Wait
+
+    unit = checked.unit
+    try:
+        found = rollout.admit(unit, step.digest, step.from_digest)
+    except UpdaterError as err:
+        why = f"fleet: {err}; not updating, {unit.name} keeps what it runs"
+        return report_of(checked, Outcome.FAILED, why)
+    match found:
+        case Wait(reason):
+            return report_of(checked, Outcome.SKIPPED, f"{step.digest}: {reason}")
+        case FailedElsewhere(other, at, reason):
+            why = f"failed on {other}: {reason}"
+            host.state.mark_failed(unit.name, Failure(step.digest, at or now(), why))
+            return report_of(
+                checked, Outcome.SKIPPED, f"{step.digest} {why}; waiting for a new digest"
+            )
+    assert isinstance(found, Slot)
+    early: list[Telling] = []
+
+    def on_failure(failure: Failure) -> None:
+        # Told as the rollback starts, not after its proof: no other host takes a slot for the
+        # digest meanwhile, and the slot gets a new term to cover the rollback.
+        early.append(rollout.tell_early(found, _evidence(unit.name, step.digest, failure)))
+
+    try:
+        report = deploy(checked, step, host, lambda: rollout.confirm(found), on_failure)
+        # Told while the slot is held: freed first, it would let a second canary in (no proof
+        # yet), or another host pull a digest whose failure marker is not written yet.
+        return report if early else publish_evidence(checked, report, host, step.digest)
+    except LostSlot as err:
+        return report_of(checked, Outcome.SKIPPED, f"{err}; {step.digest} is pulled for next time")
+    finally:
+        for telling in early:
+            if (refused := telling.wait()) is not None:
+                _queue_evidence(host, telling.verdict, refused)
+        if host.state.record(unit.name).pending is None:  # else its lease covers the proof left
+            rollout.release(found)
+
+
+def publish_evidence(checked: Checked, report: Report, host: Host, digest: str) -> Report:
+    """Publish what a fleet unit's update proved about `digest` to the group; never changes
+    the report."""
+    unit = report.unit
+    if host.rollout is None or not checked.unit.policy.fleet:
+        return report
+    failure = host.state.record(unit).failed_digest(digest)
+    if report.outcome is Outcome.UPDATED:
+        _publish(host, unit, digest)
+    elif failure is not None:
+        _publish(host, unit, digest, failure)
+    return report
+
+
+def _publish(host: Host, unit: str, digest: str, failure: Failure | None = None) -> None:
+    """Tell the group `digest` is proven here (no failure) or failed, never waiting for the
+    store."""
+    assert host.rollout is not None
+    verdict = _evidence(unit, digest, failure)
+    try:
+        host.rollout.publish(verdict)
+    except UpdaterError as err:
+        _queue_evidence(host, verdict, err)
+
+
+def _evidence(unit: str, digest: str, failure: Failure | None) -> Evidence:
+    from updater.commands.rollout import Evidence
+
+    if failure is None:
+        return Evidence(unit, digest, True, at=now())
+    return Evidence(unit, digest, False, failure.reason, failure.at)
+
+
+def _queue_evidence(host: Host, verdict: Evidence, err: UpdaterError) -> None:
+    """A verdict the store did not take: in the state file, for a later run to publish."""
+    log.warning("%s: fleet: %s; the verdict is published by a later run", verdict.unit, err)
+    host.state.queue_verdict(verdict.unit, verdict.as_dict())
+
+
+def deploy(
+    checked: Checked,
+    step: Deploy,
+    host: Host,
+    before_restart: Callable[[], None] | None = None,
+    on_failure: Callable[[Failure], None] | None = None,
+) -> Report:
+    """Pull the new digest, record the update, tag it, restart onto it, keep it or roll back.
+    `before_restart` may stop it after the pull, before anything is touched (a lost slot);
+    `on_failure` hears of an unhealthy digest before the rollback starts."""
+    unit = checked.unit
+    before = systemd.state(unit.name)
+    if before.load_state != "loaded":
+        why = f"unit {unit.name} is {before.load_state or 'unknown'} to systemd; nothing done"
+        return report_of(checked, Outcome.FAILED, why)
+    new = _fetch(host.engine, unit, step.digest)
+    if before_restart is not None:
+        before_restart()
+    pending = Pending(
+        step.from_image, step.from_digest, new.id, step.digest, before.invocation_id, now()
+    )
+    host.state.begin(unit.name, pending)  # before the service is touched: a resume starts here
+    with inhibited(f"{unit.name}: restarting onto {step.digest} and proving it"):
+        host.engine.tag(new.id, unit.image)
+        log.info("%s: restarting onto %s", unit.name, step.digest)
+        verdict = _restart_and_verify(host, unit, new.id)
+        return keep_or_roll_back(checked, pending, verdict, host, on_failure)
+
+
+def keep_or_roll_back(
+    checked: Checked,
+    pending: Pending,
+    verdict: Verdict,
+    host: Host,
+    on_failure: Callable[[Failure], None] | None = None,
+) -> Report:
+    """Keep the new image when healthy; otherwise remember its digest failed and roll back."""
+    unit = checked.unit
+    if verdict.healthy:
+        host.state.finish(unit.name, _clean_up(host, unit, pending))
+        log.info("%s: updated to %s", unit.name, pending.to_digest)
+        return report_of(checked, Outcome.UPDATED, since=pending.from_digest)
+    failure = Failure(pending.to_digest, now(), verdict.reason)
+    host.state.mark_failed(unit.name, failure)
+    log.error("%s: %s is not healthy: %s", unit.name, pending.to_digest, verdict.reason)
+    if on_failure is not None:
+        on_failure(failure)
+    if not unit.policy.rollback:
+        host.state.end(unit.name)
+        return report_of(
+            checked, Outcome.FAILED, f"not healthy: {verdict.reason}", pending.from_digest
+        )
+    return roll_back(checked, pending, failure, host)
+
+
+def resume(checked: Checked, pending: Pending, host: Host) -> Report:
+    """Prove an update an earlier run restarted onto, then keep it or roll back."""
+    with inhibited(f"{checked.unit.name}: proving {pending.to_digest}"):
+        verdict = _reverify(host, checked.unit, pending)
+        return keep_or_roll_back(checked, pending, verdict, host)
+
+
+def finish_rollback(checked: Checked, pending: Pending, failure: Failure, host: Host) -> Report:
+    """The rollback an earlier run began and did not live to prove."""
+    with inhibited(f"{checked.unit.name}: rolling back from {pending.to_digest}"):
+        return roll_back(checked, pending, failure, host)
+
+
+def roll_back(checked: Checked, pending: Pending, failure: Failure, host: Host) -> Report:
+    """Tag the old image back, restart onto it and prove it the same way."""
+    unit = checked.unit
+    log.warning("%s: rolling back to %s", unit.name, pending.from_image[:19])
+    host.engine.tag(pending.from_image, unit.image)
+    verdict = _restart_and_verify(host, unit, pending.from_image)
+    host.state.end(unit.name)
+    error = f"not healthy: {failure.reason}"
+    if not verdict.healthy:
+        error += f"; after rollback still not healthy: {verdict.reason}"
+        return report_of(checked, Outcome.FAILED, error, pending.from_digest)
+    log.warning("%s: rolled back; %s will not be tried again", unit.name, pending.to_digest)
+    return report_of(checked, Outcome.ROLLED_BACK, error, pending.from_digest)
+
+
+def _fetch(engine: Engine, unit: Unit, digest: str) -> Image:
+    """The image `repo@digest`, pulled only when the engine does not have it yet."""
+    present = engine.image(f"{unit.image.repository}@{digest}")
+    if present:
+        log.info("%s: %s is already present; not pulling", unit.name, digest)
+        return present
+    start = time.monotonic()
+    image = engine.pull(unit.image, digest, _progress(unit.name))
+    seconds = time.monotonic() - start
+    log.info("%s: pulled %s (%.1f MB in %.1f s)", unit.name, digest, image.size / 1e6, seconds)
+    return image
+
+
+def _restart_and_verify(host: Host, unit: Unit, image_id: str) -> Verdict:
+    before = systemd.state(unit.name)
+    try:
+        systemd.restart(unit.name, timeout=unit.policy.health_timeout)
+    except systemd.JobError as err:
+        _unless_the_image(err.ended, str(err), _engine_silence(host, unit))
+        return Verdict(False, str(err))
+    after = systemd.state(unit.name)
+    return _verify(host, unit, _expectation(unit, image_id, before.invocation_id, after.n_restarts))
+
+
+def _reverify(host: Host, unit: Unit, pending: Pending) -> Verdict:
+    """Prove an update an earlier run restarted onto, against the unit as it is now."""
+    now = systemd.state(unit.name)
+    return _verify(
+        host, unit, _expectation(unit, pending.to_image, pending.invocation, now.n_restarts)
+    )
+
+
+def _verify(host: Host, unit: Unit, expect: Expectation) -> Verdict:
+    """The health verdict; one that is not the image's doing (a dockerd restart kills the
+    containers, a shutdown stops the unit) is raised instead, so the update stays in flight."""
+    outages: list[EngineError] = []
+    verdict = verify(expect, _observer(host.engine, unit, outages))
+    if not verdict.healthy:
+        _unless_the_image(None, verdict.reason, str(outages[0]) if outages else None)
+    return verdict
+
+
+def _unless_the_image(restart: systemd.JobEnd | None, what: str, engine: str | None) -> None:
+    """InFlight when what went wrong is not the image's doing: the digest is not marked failed,
+    nothing is rolled back, and the next run finishes the update."""
+    around = Surroundings(stopping=systemd.stopping(), engine=engine)
+    if blame(restart, around) is Fault.IMAGE:
+        return
+    raise InFlight(
+        f"{what}; {excuse(restart, around)}, not the image: the update stays in flight and "
+        "the next run finishes it"
+    )
+
+
+def _engine_silence(host: Host, unit: Unit) -> str | None:
+    """What the engine says when asked after a failed restart, if it does not answer."""
+    try:
+        host.engine.container(unit.container)
+    except EngineError as err:
+        return str(err)
+    return None
+
+
+def _observer(engine: Engine, unit: Unit, outages: list[EngineError]) -> Callable[[], Observation]:
+    def observe() -> Observation:
+        try:
+            container = engine.container(unit.container)
+        except EngineError as err:  # dockerd stopped or restarting: not up, and no verdict
+            if not outages:
+                log.warning("%s: %s", unit.name, err)
+            outages.append(err)
+            container = None
+        return Observation(systemd.state(unit.name), container)
+
+    return observe
+
+
+def _clean_up(host: Host, unit: Unit, pending: Pending) -> list[str]:
+    """Remove superseded images beyond `keep_images`; the ones kept for rollback, newest first."""
+    earlier = host.state.record(unit.name).superseded
+    images = list(dict.fromkeys(i for i in (pending.from_image, *earlier) if i != pending.to_image))
+    keep, drop = images[: unit.policy.keep_images], images[unit.policy.keep_images :]
+    for image_id in drop:
+        removed = host.engine.remove_image(image_id)
+        log.info(
+            "%s: %s superseded image %s", unit.name, "removed" if removed else "kept", image_id[:19]
+        )
+    return keep
+
+
+def _expectation(unit: Unit, image_id: str, old_invocation: str, n_restarts: int) -> Expectation:
+    return Expectation(
+        image_id=image_id,
+        old_invocation=old_invocation,
+        n_restarts=n_restarts,
+        timeout=unit.policy.health_timeout,
+        settle=unit.policy.settle,
+    )
+
+
+def _progress(unit: str) -> Callable[[dict[str, Any]], None]:
+    """Pull progress on a terminal; nothing in the journal (one line after the pull)."""
+    tty = sys.stderr.isatty()
+    layers: dict[str, str] = {}
+
+    def show(event: dict[str, Any]) -> None:
+        if not tty or "id" not in event:
+            return
+        layers[event["id"]] = event.get("status", "")
+        done = sum(1 for s in layers.values() if s in ("Pull complete", "Already exists"))
+        sys.stderr.write(f"\r{unit}: pulling, {done}/{len(layers)} layers done")
+        sys.stderr.flush()
+
+    return show

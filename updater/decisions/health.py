@@ -1,0 +1,124 @@
+"""Whether a restarted unit is healthy: pure decision logic over observations passed in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from updater.systems.engine import Container
+from updater.systems.systemd import UnitState
+
+POLL = 0.5  # seconds between observations
+
+
+@dataclass(frozen=True)
+class Observation:
+    unit: UnitState
+    container: Container | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    healthy: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What must hold after the restart."""
+
+    image_id: str
+    old_invocation: str
+    n_restarts: int  # NRestarts right after the restart; any rise is a crash
+    timeout: float
+    settle: float
+
+
+def verify(
+    expect: Expectation,
+    observe: Callable[[], Observation],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Verdict:
+    """Up within `timeout`, then unchanged for `settle` seconds (README's "Prove health")."""
+    deadline = clock() + expect.timeout
+    while True:
+        seen = observe()
+        failure = _failed(expect, seen)
+        if failure:
+            return Verdict(False, failure)
+        if _up(expect, seen):
+            break
+        if clock() >= deadline:
+            return Verdict(False, f"not healthy within {expect.timeout:g} s: {_describe(seen)}")
+        sleep(POLL)
+    return _settles(expect, seen, observe, clock, sleep)
+
+
+def _failed(expect: Expectation, seen: Observation) -> str | None:
+    """A sign that waiting longer cannot help."""
+    unit, container = seen.unit, seen.container
+    if unit.load_state != "loaded":
+        return f"unit is {unit.load_state}"
+    if unit.invocation_id != expect.old_invocation and unit.active_state in ("failed", "inactive"):
+        return f"unit is {unit.active_state} ({unit.result})"
+    if unit.n_restarts > expect.n_restarts:
+        return f"unit restarted {unit.n_restarts - expect.n_restarts} time(s): the service crashes"
+    if container and container.image_id == expect.image_id and container.health == "unhealthy":
+        return "container's HEALTHCHECK reports unhealthy"
+    return None
+
+
+def _up(expect: Expectation, seen: Observation) -> bool:
+    unit, container = seen.unit, seen.container
+    return (
+        unit.invocation_id != expect.old_invocation
+        and unit.active_state == "active"
+        and container is not None
+        and container.running
+        and container.image_id == expect.image_id
+        and container.health in (None, "healthy")
+    )
+
+
+def _settles(
+    expect: Expectation,
+    first: Observation,
+    observe: Callable[[], Observation],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> Verdict:
+    """No restart of the unit or of the container for `settle` seconds."""
+    end = clock() + expect.settle
+    while clock() < end:
+        sleep(min(POLL, max(0.0, end - clock())))
+        seen = observe()
+        change = _change(first, seen) or _failed(expect, seen)
+        if change:
+            return Verdict(False, f"restarted while settling: {change}")
+        if not _up(expect, seen):
+            return Verdict(False, f"went down while settling: {_describe(seen)}")
+    return Verdict(True, "healthy")
+
+
+def _change(first: Observation, seen: Observation) -> str | None:
+    if seen.unit.invocation_id != first.unit.invocation_id:
+        return "unit has a new InvocationID"
+    if seen.unit.n_restarts != first.unit.n_restarts:
+        return "unit's NRestarts rose"
+    a, b = first.container, seen.container
+    if a is None or b is None or a.id != b.id:
+        return "container was replaced"
+    if (a.started_at, a.restart_count) != (b.started_at, b.restart_count):
+        return "container restarted"
+    return None
+
+
+def _describe(seen: Observation) -> str:
+    unit, container = seen.unit, seen.container
+    text = f"unit {unit.active_state}/{unit.sub_state}"
+    if container is None:
+        return f"{text}, no container"
+    state = container.status + (f", {container.health}" if container.health else "")
+    return f"{text}, container {state} on image {container.image_id[:19]}"
