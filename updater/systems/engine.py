@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
-from updater.credentials import Credential, DockerConfig
 from updater.errors import EngineError, UpdaterError
 from updater.models.reference import OCI_INDEX, Reference, is_sha256
 from updater.models.reference import parse as parse_reference
+from updater.systems.credentials import Credential, DockerConfig
 from updater.systems.wire import Answer, Connection, Pool, ProtocolError, TooLarge
 
 TIMEOUT = 60  # seconds; also bounds a pull that stops receiving data
