@@ -1098,9 +1098,7 @@ class Registry:
         docker/build-push-action pushes by default: an OCI index of the image, as an OCI
         manifest of the same config and layers, and its attestation manifest; the tag's new
         digest, the index's."""
-        pushed = self._call(
-            "GET", f"/v2/{repo}/manifests/{tag}", repo, (200,), headers={"Accept": DOCKER_MANIFEST}
-        ).json()
+        pushed = self._image_manifest(repo, tag)
         oci = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -1110,6 +1108,21 @@ class Registry:
         body = _canonical(oci)
         digest = self.put_manifest(repo, _sha256(body), OCI_MANIFEST, body)
         return self._put_attested(repo, tag, tag, digest, body)
+
+    def _image_manifest(self, repo: str, reference: str) -> dict[str, Any]:
+        """The image manifest `repo:reference` names: a classic engine pushes a Docker
+        manifest, the containerd store an OCI one, or an index of it (then its first image)."""
+        accept = ", ".join((DOCKER_MANIFEST, OCI_MANIFEST, OCI_INDEX))
+        path = f"/v2/{repo}/manifests/{reference}"
+        manifest = self._call("GET", path, repo, (200,), headers={"Accept": accept}).json()
+        if manifest.get("mediaType") != OCI_INDEX:
+            return manifest
+        [image] = [
+            entry
+            for entry in manifest["manifests"]
+            if entry.get("platform", {}).get("os") not in (None, "unknown")
+        ][:1]
+        return self._image_manifest(repo, image["digest"])
 
     def manifest_digest(self, repo: str, tag: str) -> str:
         """Docker-Content-Digest of `HEAD /v2/<repo>/manifests/<tag>` (all four types accepted)."""
