@@ -95,8 +95,29 @@ class Background:
         self._process.wait(30)
 
     def wait(self, timeout: float = 120) -> Run:
-        stdout, stderr = self._process.communicate(timeout=timeout)
-        return _ended(self.host.name, self._process.returncode, stdout, stderr)
+        return _ended(self.host.name, *self.ended(timeout))
+
+    def ended(self, timeout: float = 120) -> tuple[int, str, str]:
+        """The run's exit status, standard output and standard error, once it has ended."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                stdout, stderr = self._process.communicate(timeout=1)
+                return self._process.returncode, stdout, stderr
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > deadline:
+                    raise
+                self._resume_nsenter()
+
+    def _resume_nsenter(self) -> None:
+        """A machine's shutdown stops what runs in it: nsenter, outside, then stops itself too
+        (it waits with WUNTRACED) and, as nothing outside wakes it, never reaps the run."""
+        try:
+            stat = Path(f"/proc/{self._process.pid}/stat").read_text()
+        except OSError:
+            return
+        if stat.rsplit(")", 1)[1].split()[0] == "T":
+            os.kill(self._process.pid, signal.SIGCONT)
 
 
 def _ended(host: str, code: int, stdout: str, stderr: str) -> Run:

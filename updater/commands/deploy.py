@@ -24,7 +24,7 @@ from updater.decisions.checked import Checked, report_of
 from updater.decisions.fault import Fault, InFlight, Surroundings, blame, excuse
 from updater.decisions.health import Expectation, Observation, Verdict, verify
 from updater.decisions.plan import Deploy
-from updater.errors import EngineError, UpdaterError
+from updater.errors import EngineError, SystemdError, UpdaterError
 from updater.models.outcome import Outcome, Report
 from updater.outputs.history import now
 from updater.systems import systemd
@@ -240,7 +240,11 @@ def _verify(host: Host, unit: Unit, expect: Expectation) -> Verdict:
     """The health verdict; one that is not the image's doing (a dockerd restart kills the
     containers, a shutdown stops the unit) is raised instead, so the update stays in flight."""
     outages: list[EngineError] = []
-    verdict = verify(expect, _observer(host.engine, unit, outages))
+    try:
+        verdict = verify(expect, _observer(host.engine, unit, outages))
+    except SystemdError as err:  # systemd no longer answers under the proof: never the image's
+        _unless_the_image(systemd.JobEnd.DISCONNECTED, str(err), None)
+        raise
     if not verdict.healthy:
         _unless_the_image(None, verdict.reason, str(outages[0]) if outages else None)
     return verdict
