@@ -381,11 +381,10 @@ def push_altered_bundle(bed: Bed, from_repo: str, signed: str, repo: str, digest
     bed.registry.put_manifest(repo, digest.replace(":", "-"), OCI_INDEX, json.dumps(index).encode())
 
 
-def test_the_signatures_looked_at_are_bounded(bed):
-    """A `.sig` tag with 40 layers: the gate reads MAX_CANDIDATES of them, and stops."""
-    repo, digest = bed.push("many")
+def unverifiable_layers(bed: Bed, repo: str, count: int) -> list[dict[str, Any]]:
+    """`count` simple signing layers, each its own blob, none with a signature that verifies."""
     layers = []
-    for number in range(40):
+    for number in range(count):
         payload = f'{{"critical": {{"number": {number}}}}}'.encode()
         layers.append(
             {
@@ -395,6 +394,10 @@ def test_the_signatures_looked_at_are_bounded(bed):
                 "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="},
             }
         )
+    return layers
+
+
+def push_sig(bed: Bed, repo: str, digest: str, layers: list[dict[str, Any]]) -> None:
     config = bed.registry.upload_blob(repo, b"{}")
     manifest = {
         "schemaVersion": 2,
@@ -408,6 +411,12 @@ def test_the_signatures_looked_at_are_bounded(bed):
     }
     tag = f"{digest.replace(':', '-')}.sig"
     bed.registry.put_manifest(repo, tag, OCI_MANIFEST, json.dumps(manifest).encode())
+
+
+def test_the_signatures_looked_at_are_bounded(bed):
+    """A `.sig` tag with 40 layers: the gate reads MAX_CANDIDATES of them, and stops."""
+    repo, digest = bed.push("many")
+    push_sig(bed, repo, digest, unverifiable_layers(bed, repo, 40))
     with pytest.raises(SignatureError, match=rf"\({MAX_CANDIDATES} signatures, none verified\)$"):
         bed.verified(repo, digest, bed.policy("key"))
     blobs = [path for method, path, _ in requested(bed) if "/blobs/" in path]
@@ -505,22 +514,6 @@ def bad_layer(bed: Bed, repo: str, kind: str, number: int = 1) -> dict[str, Any]
     }
 
 
-def push_sig(bed: Bed, repo: str, digest: str, layers: list[dict[str, Any]]) -> None:
-    config = bed.registry.upload_blob(repo, b"{}")
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "size": 2,
-            "digest": config,
-        },
-        "layers": layers,
-    }
-    tag = f"{digest.replace(':', '-')}.sig"
-    bed.registry.put_manifest(repo, tag, OCI_MANIFEST, json.dumps(manifest).encode())
-
-
 BAD = {
     "corrupt": r"unreadable \(reading blob sha256:[0-9a-f]{64} of \S+: its bytes hash otherwise\)",
     "too large": r"unreadable \(reading blob sha256:[0-9a-f]{64} of \S+: it is larger than 65536 bytes\)",
@@ -586,18 +579,7 @@ def test_a_crowded_sig_tag_hides_no_bundle(bed):
     the referrers still are."""
     repo, digest = bed.push("crowded")
     bed.cosign.sign(f"{bed.registry.host}/{repo}@{digest}", bed.files["signer.key"], bundle=True)
-    layers = []
-    for number in range(40):
-        payload = f'{{"critical": {{"number": {number}}}}}'.encode()
-        layers.append(
-            {
-                "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
-                "size": len(payload),
-                "digest": bed.registry.upload_blob(repo, payload),
-                "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="},
-            }
-        )
-    push_sig(bed, repo, digest, layers)
+    push_sig(bed, repo, digest, unverifiable_layers(bed, repo, 40))
     account = bed.verified(repo, digest, bed.policy("key"))
     assert account.startswith("Sigstore bundle (the referrer sha256:")
     blobs = [path for method, path, _ in requested(bed) if "/blobs/" in path]
