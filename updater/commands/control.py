@@ -162,12 +162,12 @@ def _rollback_target(
     digest = to or _kept_digest(target, unit)
     if digest is None:
         raise ConfigError(
-            f"{unit.name}: image {target.id[:19]} has no digest from {unit.image.repository}; "
+            f"{unit.name}: image {target.id[:19]} has no digest from {unit.ref.repository}; "
             "nothing done"
         )
     # The containerd store confirms a digest only with the registry, which a rollback never
     # asks: what runs is named in the repository, and that name's digest is what it runs.
-    running = current.digests_for(unit.image) or current.unconfirmed_for(unit.image)
+    running = current.digests_for(unit.ref) or current.unconfirmed_for(unit.ref)
     away = running[0] if running else None
     checked = Checked(
         unit, Status.UPDATE_AVAILABLE, away, digest, container=container, running_image=current
@@ -178,16 +178,16 @@ def _rollback_target(
 def _kept_digest(image: Image, unit: Unit) -> str | None:
     """The digest a kept image was deployed from; on the containerd store, where the image
     the tag left keeps no name, the digest of its manifest (a unit never leaves a local one)."""
-    digests = image.digests_for(unit.image)
+    digests = image.digests_for(unit.ref)
     return digests[0] if digests else image.manifest
 
 
 def _target_image(engine: Engine, unit: Unit, state: State, to: str | None) -> Image:
     if to is not None:
-        image = engine.image(f"{unit.image.repository}@{to}")
+        image = engine.image(f"{unit.ref.repository}@{to}")
         if image is None:
             raise ConfigError(
-                f"{unit.name}: the engine has no image {unit.image.repository}@{to}; "
+                f"{unit.name}: the engine has no image {unit.ref.repository}@{to}; "
                 "nothing to roll back to (the updater never pulls for a rollback)"
             )
         return image

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from updater.commands.compose import clean_up_stacks, fetch_services
 from updater.commands.host import Host
 from updater.config import Unit
 from updater.decisions.checked import Checked, report_of
@@ -26,9 +27,10 @@ from updater.decisions.health import Expectation, Observation, Verdict, verify
 from updater.decisions.plan import Deploy
 from updater.errors import EngineError, SystemdError, UpdaterError
 from updater.models.outcome import Outcome, Report
+from updater.models.reference import parse
 from updater.outputs.history import now
 from updater.systems import systemd
-from updater.systems.engine import Engine, Image
+from updater.systems.engine import Container, Engine, Image
 from updater.systems.reboot import inhibited
 from updater.systems.state.records import Failure, Pending
 
@@ -136,17 +138,27 @@ def deploy(
     if before.load_state != "loaded":
         why = f"unit {unit.name} is {before.load_state or 'unknown'} to systemd; nothing done"
         return report_of(checked, Outcome.FAILED, why)
-    new = _fetch(host.engine, unit, step.digest)
+    if unit.compose is not None:  # each service whose tag moved; the stack's digests
+        moves = fetch_services(checked, host, _fetch)
+        to_image = step.digest
+    else:
+        moves, to_image = (), _fetch(host.engine, unit, step.digest).id
     if before_restart is not None:
         before_restart()
     pending = Pending(
-        step.from_image, step.from_digest, new.id, step.digest, before.invocation_id, now()
+        step.from_image,
+        step.from_digest,
+        to_image,
+        step.digest,
+        before.invocation_id,
+        now(),
+        moves,
     )
     host.state.begin(unit.name, pending)  # before the service is touched: a resume starts here
     with inhibited(f"{unit.name}: restarting onto {step.digest} and proving it"):
-        host.engine.tag(new.id, unit.image)
+        _point_tags(host, unit, pending)
         log.info("%s: restarting onto %s", unit.name, step.digest)
-        verdict = _restart_and_verify(host, unit, new.id)
+        verdict = _restart_and_verify(host, unit, _images(unit, pending))
         return keep_or_roll_back(checked, pending, verdict, host, on_failure)
 
 
@@ -193,8 +205,8 @@ def roll_back(checked: Checked, pending: Pending, failure: Failure, host: Host) 
     """Tag the old image back, restart onto it and prove it the same way."""
     unit = checked.unit
     log.warning("%s: rolling back to %s", unit.name, pending.from_image[:19])
-    host.engine.tag(pending.from_image, unit.image)
-    verdict = _restart_and_verify(host, unit, pending.from_image)
+    _point_tags(host, unit, pending, back=True)
+    verdict = _restart_and_verify(host, unit, _images(unit, pending, back=True))
     host.state.end(unit.name)
     error = f"not healthy: {failure.reason}"
     if not verdict.healthy:
@@ -206,18 +218,34 @@ def roll_back(checked: Checked, pending: Pending, failure: Failure, host: Host) 
 
 def _fetch(engine: Engine, unit: Unit, digest: str) -> Image:
     """The image `repo@digest`, pulled only when the engine does not have it yet."""
-    present = engine.image(f"{unit.image.repository}@{digest}")
+    present = engine.image(f"{unit.ref.repository}@{digest}")
     if present:
         log.info("%s: %s is already present; not pulling", unit.name, digest)
         return present
     start = time.monotonic()
-    image = engine.pull(unit.image, digest, _progress(unit.name))
+    image = engine.pull(unit.ref, digest, _progress(unit.name))
     seconds = time.monotonic() - start
     log.info("%s: pulled %s (%.1f MB in %.1f s)", unit.name, digest, image.size / 1e6, seconds)
     return image
 
 
-def _restart_and_verify(host: Host, unit: Unit, image_id: str) -> Verdict:
+def _point_tags(host: Host, unit: Unit, pending: Pending, back: bool = False) -> None:
+    """Point the tag (each moved service's) at the new image, or `back` at the old one."""
+    if not pending.services:
+        host.engine.tag(pending.from_image if back else pending.to_image, unit.ref)
+    for move in pending.services:
+        if move.moved:
+            host.engine.tag(move.from_image if back else move.to_image, parse(move.image))
+
+
+def _images(unit: Unit, pending: Pending, back: bool = False) -> dict[str, str]:
+    """Each container the proof watches, and the image it must run."""
+    if not pending.services:
+        return {unit.container: pending.from_image if back else pending.to_image}
+    return {m.container: m.from_image if back else m.to_image for m in pending.services}
+
+
+def _restart_and_verify(host: Host, unit: Unit, images: dict[str, str]) -> Verdict:
     before = systemd.state(unit.name)
     try:
         systemd.restart(unit.name, timeout=unit.policy.health_timeout)
@@ -225,14 +253,14 @@ def _restart_and_verify(host: Host, unit: Unit, image_id: str) -> Verdict:
         _unless_the_image(err.ended, str(err), _engine_silence(host, unit))
         return Verdict(False, str(err))
     after = systemd.state(unit.name)
-    return _verify(host, unit, _expectation(unit, image_id, before.invocation_id, after.n_restarts))
+    return _verify(host, unit, _expectation(unit, images, before.invocation_id, after.n_restarts))
 
 
 def _reverify(host: Host, unit: Unit, pending: Pending) -> Verdict:
     """Prove an update an earlier run restarted onto, against the unit as it is now."""
     now = systemd.state(unit.name)
     return _verify(
-        host, unit, _expectation(unit, pending.to_image, pending.invocation, now.n_restarts)
+        host, unit, _expectation(unit, _images(unit, pending), pending.invocation, now.n_restarts)
     )
 
 
@@ -241,7 +269,7 @@ def _verify(host: Host, unit: Unit, expect: Expectation) -> Verdict:
     containers, a shutdown stops the unit) is raised instead, so the update stays in flight."""
     outages: list[EngineError] = []
     try:
-        verdict = verify(expect, _observer(host.engine, unit, outages))
+        verdict = verify(expect, _observer(host.engine, unit, list(expect.images), outages))
     except SystemdError as err:  # systemd no longer answers under the proof: never the image's
         _unless_the_image(systemd.JobEnd.DISCONNECTED, str(err), None)
         raise
@@ -271,22 +299,28 @@ def _engine_silence(host: Host, unit: Unit) -> str | None:
     return None
 
 
-def _observer(engine: Engine, unit: Unit, outages: list[EngineError]) -> Callable[[], Observation]:
+def _observer(
+    engine: Engine, unit: Unit, names: list[str], outages: list[EngineError]
+) -> Callable[[], Observation]:
     def observe() -> Observation:
-        try:
-            container = engine.container(unit.container)
-        except EngineError as err:  # dockerd stopped or restarting: not up, and no verdict
-            if not outages:
-                log.warning("%s: %s", unit.name, err)
-            outages.append(err)
-            container = None
-        return Observation(systemd.state(unit.name), container)
+        containers: dict[str, Container | None] = {}
+        for name in names:
+            try:
+                containers[name] = engine.container(name)
+            except EngineError as err:  # dockerd stopped or restarting: not up, and no verdict
+                if not outages:
+                    log.warning("%s: %s", unit.name, err)
+                outages.append(err)
+                containers[name] = None
+        return Observation(systemd.state(unit.name), containers)
 
     return observe
 
 
 def _clean_up(host: Host, unit: Unit, pending: Pending) -> list[str]:
     """Remove superseded images beyond `keep_images`; the ones kept for rollback, newest first."""
+    if pending.services:
+        return clean_up_stacks(host, unit, pending)
     earlier = host.state.record(unit.name).superseded
     images = list(dict.fromkeys(i for i in (pending.from_image, *earlier) if i != pending.to_image))
     keep, drop = images[: unit.policy.keep_images], images[unit.policy.keep_images :]
@@ -298,9 +332,11 @@ def _clean_up(host: Host, unit: Unit, pending: Pending) -> list[str]:
     return keep
 
 
-def _expectation(unit: Unit, image_id: str, old_invocation: str, n_restarts: int) -> Expectation:
+def _expectation(
+    unit: Unit, images: dict[str, str], old_invocation: str, n_restarts: int
+) -> Expectation:
     return Expectation(
-        image_id=image_id,
+        images=images,
         old_invocation=old_invocation,
         n_restarts=n_restarts,
         timeout=unit.policy.health_timeout,

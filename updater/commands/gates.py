@@ -54,7 +54,7 @@ def admit(
     from updater.systems import signature  # its cryptography: only for a digest about to be pulled
 
     try:
-        how = signature.verified(registries, unit.image, digest, policy.verify)
+        how = signature.verified(registries, unit.ref, digest, policy.verify)
     except Unsigned as err:
         if now < seen.at + SIGNATURE_GRACE:
             why = f"{err}; waiting until {stamp(seen.at + SIGNATURE_GRACE)} for its signature"
@@ -79,7 +79,7 @@ def _seen(checked: Checked, digest: str, registries: Registries, state: State) -
     unit = checked.unit
     seen = state.record(unit.name).seen
     if seen is None or seen.digest != digest:
-        created = registries.created(unit.image, digest) if unit.policy.min_age else None
+        created = registries.created(unit.ref, digest) if unit.policy.min_age else None
         seen = Seen(digest, time.time(), created)
         state.see(unit.name, seen)
     return seen

@@ -12,6 +12,7 @@ from updater.config.schema import (
     MANUAL,
     MODES,
     NOTIFY,
+    Compose,
     Config,
     Fleet,
     Notify,
@@ -23,6 +24,7 @@ from updater.config.values import duration
 
 __all__ = [
     "AUTO",
+    "Compose",
     "MANUAL",
     "MODES",
     "NOTIFY",

@@ -1,0 +1,164 @@
+"""A compose unit: its check, and the parts of its update that differ from a one-container unit's.
+
+The check finds the project's containers by the labels compose gives them and checks each
+service as a one-container unit is checked (one HEAD for a service on a registry's tag, none for
+a pinned or a built one); the unit's status and stack digests are made of theirs. The update
+pulls each service whose tag moved and keeps whole stacks for rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from updater.config import Compose, Unit
+from updater.decisions.checked import Checked, Status
+from updater.errors import UpdaterError
+from updater.models import reference, stack
+from updater.systems.engine import Container, Engine, Image
+from updater.systems.state.records import Move, Pending
+
+if TYPE_CHECKING:
+    from updater.commands.clients import Clients
+    from updater.commands.host import Host
+
+log = logging.getLogger("updater")
+
+PROJECT = "com.docker.compose.project"
+SERVICE = "com.docker.compose.service"
+CONFIG_FILES = "com.docker.compose.project.config_files"
+ONEOFF = "com.docker.compose.oneoff"
+NUMBER = "com.docker.compose.container-number"
+
+
+def check_compose(
+    unit: Unit, clients: Clients, check_unit: Callable[[Unit, Clients], Checked]
+) -> Checked:
+    """The unit's check, with each service's (by `check_unit`) in `services`."""
+    assert unit.compose is not None
+    try:
+        services = [
+            (service, _as_unit(unit, name, container))
+            for service, name, container in containers(clients.engine, unit.compose)
+        ]
+    except UpdaterError as err:
+        return Checked(unit, Status.ERROR, error=str(err))
+    checked = [replace(check_unit(u, clients), service=name) for name, u in services]
+    return of_services(unit, checked)
+
+
+def containers(engine: Engine, compose: Compose) -> list[tuple[str, str, Container]]:
+    """Each service of the project, the name of its first container (by number), and that
+    container, by service name."""
+    label = f"{PROJECT}={compose.project}" if compose.project else CONFIG_FILES
+    firsts: dict[str, tuple[int, str]] = {}
+    for found in engine.labelled(label):
+        labels = found.labels
+        if labels.get(ONEOFF, "False") == "True":  # `docker compose run`: not the service
+            continue
+        if not compose.project and str(compose.file) not in labels.get(CONFIG_FILES, "").split(","):
+            continue
+        number = int(labels.get(NUMBER, "1")) if labels.get(NUMBER, "1").isdigit() else 1
+        service = labels.get(SERVICE, found.name)
+        if service not in firsts or number < firsts[service][0]:
+            firsts[service] = (number, found.name)
+    pairs = []
+    for service, (_, name) in sorted(firsts.items()):
+        container = engine.container(name)
+        if container is not None:
+            pairs.append((service, name, container))
+    return pairs
+
+
+def _as_unit(unit: Unit, name: str, container: Container) -> Unit:
+    """A service as a one-container unit: the compose unit's name and policy, its own image."""
+    try:
+        image = reference.parse(container.named)
+    except UpdaterError as err:
+        raise UpdaterError(
+            f"container {container.id[:12]}: image {container.named!r}: {err}"
+        ) from err
+    return replace(unit, image=image, container=_name_of(unit, container), compose=None)
+
+
+def _name_of(unit: Unit, container: Container) -> str:
+    return container.labels.get("com.docker.compose.container-name") or container.id
+
+
+def of_services(unit: Unit, services: Sequence[Checked]) -> Checked:
+    """The compose unit's check, from its services' (pure)."""
+    found = tuple(services)
+    failed = [s for s in found if s.status is Status.ERROR]
+    if failed:
+        error = "; ".join(f"service {s.service}: {s.error}" for s in failed)
+        return Checked(unit, Status.ERROR, error=error, services=found)
+    running = [s for s in found if s.status is not Status.NOT_RUNNING]
+    if not running:
+        project = unit.compose.project if unit.compose and unit.compose.project else None
+        what = f"project {project}" if project else f"the project of {unit.compose_file}"
+        return Checked(
+            unit, Status.NOT_RUNNING, error=f"no container of {what} runs", services=found
+        )
+    served = [s for s in running if s.running_digest]
+    if not served:
+        return Checked(unit, Status.LOCAL_IMAGE, services=found)
+    moved = any(s.status is Status.UPDATE_AVAILABLE for s in served)
+    pinned = all(s.status is Status.PINNED for s in served)
+    status = Status.UPDATE_AVAILABLE if moved else Status.PINNED if pinned else Status.CURRENT
+    now = stack.digest_of((s.service or "", _repository(s), s.running_digest or "") for s in served)
+    wanted = stack.digest_of(
+        (s.service or "", _repository(s), s.remote_digest or s.running_digest or "") for s in served
+    )
+    return Checked(unit, status, now, wanted, services=found)
+
+
+def _repository(service: Checked) -> str:
+    return service.unit.ref.repository
+
+
+def fetch_services(
+    checked: Checked, host: Host, fetch: Callable[[Engine, Unit, str], Image]
+) -> tuple[Move, ...]:
+    """Pull the new digest of each service whose tag moved; every service's move (the same
+    image before and after for those that stay), for the restart's proof."""
+    moves = []
+    for service in checked.services:
+        container, image = service.container, service.running_image
+        if container is None or image is None or not container.running:
+            continue  # not running before the update: not expected after it
+        to_image = image.id
+        if service.status is Status.UPDATE_AVAILABLE and service.remote_digest:
+            to_image = fetch(host.engine, service.unit, service.remote_digest).id
+        moves.append(
+            Move(
+                service.service or "",
+                service.unit.container,
+                str(service.unit.ref),
+                image.id,
+                service.running_digest,
+                to_image,
+                service.remote_digest or service.running_digest,
+            )
+        )
+    return tuple(moves)
+
+
+def clean_up_stacks(host: Host, unit: Unit, pending: Pending) -> list[str]:
+    """A compose unit keeps whole stacks (`updater.models.stack.kept`): the images of those
+    beyond `keep_images` are removed unless a kept stack or the new one still has them."""
+    before = stack.kept({m.container: m.from_image for m in pending.services})
+    earlier = host.state.record(unit.name).superseded
+    stacks = list(dict.fromkeys((before, *earlier)))
+    keep, drop = stacks[: unit.policy.keep_images], stacks[unit.policy.keep_images :]
+    used = {m.to_image for m in pending.services}
+    for entry in keep:
+        used |= set((stack.unkept(entry) or {}).values())
+    dropped = {i for entry in drop for i in (stack.unkept(entry) or {}).values()} - used
+    for image_id in sorted(dropped):
+        removed = host.engine.remove_image(image_id)
+        log.info(
+            "%s: %s superseded image %s", unit.name, "removed" if removed else "kept", image_id[:19]
+        )
+    return keep
