@@ -45,7 +45,9 @@ def check_compose(
         ]
     except UpdaterError as err:
         return Checked(unit, Status.ERROR, error=str(err))
-    checked = [replace(check_unit(u, clients), service=name) for name, u in services]
+    checked = [
+        replace(check_unit(_verified_as(u, clients), clients), service=name) for name, u in services
+    ]
     return of_services(unit, checked)
 
 
@@ -70,6 +72,14 @@ def containers(engine: Engine, compose: Compose) -> list[tuple[str, str, Contain
         if container is not None:
             pairs.append((service, name, container))
     return pairs
+
+
+def _verified_as(service: Unit, clients: Clients) -> Unit:
+    """A service whose unit names no signature policy takes its registry's, if any."""
+    if service.policy.verify is not None or clients.config is None:
+        return service
+    verify = clients.config.registry(service.ref.host).verify
+    return replace(service, policy=replace(service.policy, verify=verify)) if verify else service
 
 
 def _as_unit(unit: Unit, name: str, container: Container) -> Unit:

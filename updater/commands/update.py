@@ -87,8 +87,10 @@ def _reboot_coming(checked: Checked, digest: str) -> Report | None:
 
 def _held_back(checked: Checked, record: Record, host: Host) -> Report | None:
     """What a new digest's minimum age or signature says, when it keeps the digest back."""
-    policy, digest = checked.unit.policy, checked.remote_digest
-    if (not policy.min_age and policy.verify is None) or host.registries is None or not digest:
+    digest = checked.remote_digest
+    policies = [s.unit.policy for s in checked.moves()] or [checked.unit.policy]
+    gated = any(p.min_age or p.verify is not None for p in policies)
+    if not gated or host.registries is None or not digest:
         return None
     from updater.commands import gates  # only for units with such a policy
 
