@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from updater.config import Compose, Unit
 from updater.decisions.checked import Checked, Status
-from updater.errors import UpdaterError
+from updater.decisions.plan import Deploy
+from updater.errors import ConfigError, UpdaterError
 from updater.models import reference, stack
 from updater.systems.engine import Container, Engine, Image
 from updater.systems.state.records import Move, Pending
@@ -172,3 +173,57 @@ def clean_up_stacks(host: Host, unit: Unit, pending: Pending) -> list[str]:
             "%s: %s superseded image %s", unit.name, "removed" if removed else "kept", image_id[:19]
         )
     return keep
+
+
+def rollback_target(
+    engine: Engine,
+    unit: Unit,
+    kept: tuple[str, ...],
+    digest_of: Callable[[Image, Unit], str | None],
+) -> tuple[Checked, Deploy]:
+    """`updater rollback` of a compose unit: back to the newest stack kept whose images are
+    all still here; each service that stack ran on another image moves back."""
+    assert unit.compose is not None
+    running = [
+        (service, _as_unit(unit, name, container), container)
+        for service, name, container in containers(engine, unit.compose)
+    ]
+    for entry in kept:
+        images = stack.unkept(entry)
+        if images is None or any(engine.image(i) is None for i in images.values()):
+            continue
+        services = [
+            _back(service, u, container, images.get(u.container), engine, digest_of)
+            for service, u, container in running
+        ]
+        checked = of_services(unit, services)
+        if not checked.moves():
+            raise ConfigError(f"{unit.name}: already runs the stack kept before; nothing done")
+        now = checked.running_digest
+        return checked, Deploy(checked.remote_digest or "", now or "", now)
+    raise ConfigError(
+        f"{unit.name}: no earlier stack is kept (keep_images keeps the stacks an update "
+        "superseded); nothing to roll back to"
+    )
+
+
+def _back(
+    service: str,
+    unit: Unit,
+    container: Container,
+    kept: str | None,
+    engine: Engine,
+    digest_of: Callable[[Image, Unit], str | None],
+) -> Checked:
+    """A service as a rollback sees it: update-available when the kept stack ran another image."""
+    current = engine.image(container.image_id) if container.running else None
+    if current is None:
+        return Checked(unit, Status.NOT_RUNNING, container=container, service=service)
+    runs = current.digests_for(unit.ref) or current.unconfirmed_for(unit.ref)
+    now = runs[0] if runs else None
+    status = Status.CURRENT if now else Status.LOCAL_IMAGE
+    found = Checked(unit, status, now, now, container=container, running_image=current)
+    found = replace(found, service=service)
+    target = engine.image(kept) if kept and kept != current.id else None
+    digest = digest_of(target, unit) if target is not None and now else None
+    return replace(found, status=Status.UPDATE_AVAILABLE, remote_digest=digest) if digest else found

@@ -141,7 +141,10 @@ def rollback(config: Config, name: str, to: str | None, state_dir: Path) -> Repo
         state = State.load(state_dir)
         engine = Engine()
         try:
-            checked, step = _rollback_target(engine, unit, state, to)
+            if unit.compose is not None:
+                checked, step = _stack_target(engine, unit, state, to)
+            else:
+                checked, step = _rollback_target(engine, unit, state, to)
             report = deploy(checked, step, Host(engine, state))
             return _after_rollback(state, checked, report)
         finally:
@@ -173,6 +176,20 @@ def _rollback_target(
         unit, Status.UPDATE_AVAILABLE, away, digest, container=container, running_image=current
     )
     return checked, Deploy(digest, current.id, away)
+
+
+def _stack_target(
+    engine: Engine, unit: Unit, state: State, to: str | None
+) -> tuple[Checked, Deploy]:
+    """A compose unit goes back to the stack kept before its last update."""
+    if to is not None:
+        raise ConfigError(
+            f"--to: {unit.name} runs a compose project, which goes back to the stack kept "
+            f"before its last update: updater rollback {unit.name}"
+        )
+    from updater.commands.compose import rollback_target
+
+    return rollback_target(engine, unit, state.record(unit.name).superseded, _kept_digest)
 
 
 def _kept_digest(image: Image, unit: Unit) -> str | None:
