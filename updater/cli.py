@@ -112,7 +112,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> ExitStatus:
 
 def _add(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     from updater.decisions import unitcheck
-    from updater.systems import systemd
+    from updater.systems import compose, systemd
 
     keys = {"image": args.image, "container": args.container}
     path = config.add_unit(
@@ -120,7 +120,7 @@ def _add(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     )
     log.info("%s: written to %s", args.name, path)
     units = config.load(args.config).select([args.name])
-    for warning in unitcheck.warnings_for(units, systemd.definitions)[args.name]:
+    for warning in unitcheck.warnings_for(units, systemd.definitions, compose.services)[args.name]:
         log.warning("%s: warning: %s", args.name, warning)
     return ExitStatus.OK
 

@@ -35,10 +35,12 @@ def check(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Checke
     records = State.load(state_dir, set_aside=False)
     with connected(config, state_dir, keep_tokens=False) as clients:
         from updater.decisions import unitcheck  # the run never reads unit definitions
-        from updater.systems import systemd
+        from updater.systems import compose, systemd
 
         with ThreadPoolExecutor(1) as reader:  # systemctl show overlaps the registry's answers
-            found = reader.submit(unitcheck.warnings_for, units, systemd.definitions)
+            found = reader.submit(
+                unitcheck.warnings_for, units, systemd.definitions, compose.services
+            )
             checked = check_all(units, clients)
         warnings = found.result()
         return [
