@@ -114,7 +114,9 @@ def test_healthy_after_coming_up_and_settling():
 
 def test_waits_for_healthcheck():
     def script(now):
-        return Observation(unit_state(), {"app": container(health="starting" if now < 4 else "healthy")})
+        return Observation(
+            unit_state(), {"app": container(health="starting" if now < 4 else "healthy")}
+        )
 
     verdict, elapsed = run_verify(script)
     assert verdict.healthy and elapsed >= 7
@@ -126,7 +128,10 @@ def test_waits_for_healthcheck():
         (Observation(unit_state(active="failed"), {"app": None}), "unit is failed"),
         (Observation(unit_state(load="not-found"), {"app": None}), "unit is not-found"),
         (Observation(unit_state(restarts=1), {"app": container()}), "the service crashes"),
-        (Observation(unit_state(), {"app": container(health="unhealthy")}), "HEALTHCHECK reports unhealthy"),
+        (
+            Observation(unit_state(), {"app": container(health="unhealthy")}),
+            "HEALTHCHECK reports unhealthy",
+        ),
     ],
 )
 def test_fails_fast(observation, reason):
@@ -156,7 +161,10 @@ def test_times_out_when_never_up(stuck):
         (Observation(unit_state(invocation="newer"), {"app": container()}), "new InvocationID"),
         (Observation(unit_state(restarts=1), {"app": container()}), "NRestarts rose"),
         (Observation(unit_state(), {"app": container(cid="c2")}), "container was replaced"),
-        (Observation(unit_state(), {"app": container(started="t2", restarts=1)}), "container restarted"),
+        (
+            Observation(unit_state(), {"app": container(started="t2", restarts=1)}),
+            "container restarted",
+        ),
         (Observation(unit_state(), {"app": container(running=False)}), "went down"),
     ],
 )
