@@ -197,7 +197,7 @@ def test_a_compose_unit_in_the_configuration(tmp_path):
     [unit] = load(main_file).units
     assert unit.compose == Compose(FILE, "shop") and unit.image is None
     with pytest.raises(ConfigError, match="a compose unit; each of its services has an image"):
-        unit.ref
+        assert unit.ref
 
 
 @pytest.mark.parametrize(
