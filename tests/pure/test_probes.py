@@ -100,6 +100,21 @@ def test_a_fleet_slot_outlasts_the_hook():
     assert fleet.lease_for(hooked) == 455
 
 
+def test_a_lease_of_your_own_must_cover_the_hook_too(main_file):
+    fleet = '[fleet]\netcd = ["http://127.0.0.1:2379"]\ngroup = "web"\nhost = "h1"\n'
+    unit = '[units."a.service"]\nimage = "a"\nhealth_timeout = 10\nsettle = 2\n'
+    hooked = unit + 'pre_update = ["/bin/true"]\nhook_timeout = 30\n'
+    write(main_file, fleet + "lease_ttl = 40\n" + hooked)
+    with pytest.raises(ConfigError) as err:
+        load(main_file)
+    assert str(err.value) == (
+        f"{main_file}: fleet.lease_ttl: 40 s is shorter than a.service's restart and proof "
+        "(2 x health_timeout + settle + hook_timeout = 52 s)"
+    )
+    write(main_file, fleet + "lease_ttl = 52\n" + hooked)
+    assert load(main_file).fleet.lease_ttl == 52
+
+
 # The decision, over a fake probe.
 
 

@@ -235,7 +235,7 @@ def _pre_update(unit: Unit, from_digest: str | None, to_digest: str) -> str | No
     ran = probe.run(hook, unit.policy.hook_timeout, env)
     if ran.ok:
         return None
-    return f"pre_update {hook[0]} {ran.describe()}; nothing restarted, the next run tries again"
+    return f"pre_update {hook[0]} {ran.describe()}; nothing restarted"
 
 
 def _restart_and_verify(host: Host, unit: Unit, image_id: str) -> Verdict:
