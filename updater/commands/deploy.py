@@ -13,22 +13,22 @@ meanwhile waits for the proof (a logind delay inhibitor, `updater.systems.reboot
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from updater.commands.compose import clean_up_stacks, fetch_services
 from updater.commands.host import Host
 from updater.config import Unit
 from updater.decisions.checked import Checked, report_of
 from updater.decisions.fault import Fault, InFlight, Surroundings, blame, excuse
-from updater.decisions.health import Expectation, Observation, Verdict, verify
+from updater.decisions.health import Expectation, Observation, Probe, Verdict, verify
 from updater.decisions.plan import Deploy
 from updater.errors import EngineError, SystemdError, UpdaterError
 from updater.models.outcome import Outcome, Report
 from updater.models.reference import parse
 from updater.outputs.history import now
+from updater.outputs.progress import pull_progress
 from updater.systems import systemd
 from updater.systems.engine import Container, Engine, Image
 from updater.systems.reboot import inhibited
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from updater.commands.rollout import Evidence, Rollout, Telling
 
 log = logging.getLogger("updater")
+
+PROBE_TIMEOUT = 10.0  # seconds one health_url or health_command probe may take
 
 
 def in_fleet(checked: Checked, step: Deploy, host: Host, rollout: Rollout) -> Report:
@@ -143,7 +145,11 @@ def deploy(
         to_image = step.digest
     else:
         moves, to_image = (), _fetch(host.engine, unit, step.digest).id
-    if before_restart is not None:
+    veto = _pre_update(unit, step.from_digest, step.digest)
+    if veto is not None:  # nothing touched, no digest marked: the next run asks the hook again
+        log.error("%s: %s", unit.name, veto)
+        return report_of(checked, Outcome.FAILED, veto)
+    if before_restart is not None:  # after the hook: a long one must not outlast the slot
         before_restart()
     pending = Pending(
         step.from_image,
@@ -223,7 +229,7 @@ def _fetch(engine: Engine, unit: Unit, digest: str) -> Image:
         log.info("%s: %s is already present; not pulling", unit.name, digest)
         return present
     start = time.monotonic()
-    image = engine.pull(unit.ref, digest, _progress(unit.name))
+    image = engine.pull(unit.ref, digest, pull_progress(unit.name))
     seconds = time.monotonic() - start
     log.info("%s: pulled %s (%.1f MB in %.1f s)", unit.name, digest, image.size / 1e6, seconds)
     return image
@@ -243,6 +249,21 @@ def _images(unit: Unit, pending: Pending, back: bool = False) -> dict[str, str]:
     if not pending.services:
         return {unit.container: pending.from_image if back else pending.to_image}
     return {m.container: m.from_image if back else m.to_image for m in pending.services}
+
+
+def _pre_update(unit: Unit, from_digest: str | None, to_digest: str) -> str | None:
+    """The unit's `pre_update` hook, run before the restart; why it vetoes it, or None."""
+    hook = unit.policy.pre_update
+    if not hook:
+        return None
+    from updater.systems import probe  # only for units with a hook or a probe of their own
+
+    log.info("%s: running pre_update %s", unit.name, hook[0])
+    env = {"UPDATER_UNIT": unit.name, "UPDATER_FROM": from_digest or "", "UPDATER_TO": to_digest}
+    ran = probe.run(hook, unit.policy.hook_timeout, env)
+    if ran.ok:
+        return None
+    return f"pre_update {hook[0]} {ran.describe()}; nothing restarted"
 
 
 def _restart_and_verify(host: Host, unit: Unit, images: dict[str, str]) -> Verdict:
@@ -269,7 +290,8 @@ def _verify(host: Host, unit: Unit, expect: Expectation) -> Verdict:
     containers, a shutdown stops the unit) is raised instead, so the update stays in flight."""
     outages: list[EngineError] = []
     try:
-        verdict = verify(expect, _observer(host.engine, unit, list(expect.images), outages))
+        observe = _observer(host.engine, unit, list(expect.images), outages)
+        verdict = verify(expect, observe, probe=_probe(unit))
     except SystemdError as err:  # systemd no longer answers under the proof: never the image's
         _unless_the_image(systemd.JobEnd.DISCONNECTED, str(err), None)
         raise
@@ -317,6 +339,26 @@ def _observer(
     return observe
 
 
+def _probe(unit: Unit) -> Probe | None:
+    """The unit's own health check from the host (`health_url`, `health_command`), if any;
+    each probe bounded by PROBE_TIMEOUT, or health_timeout when that is shorter."""
+    policy = unit.policy
+    if not policy.health_url and not policy.health_command:
+        return None
+    from updater.systems import probe  # only for units with a hook or a probe of their own
+
+    timeout = min(PROBE_TIMEOUT, policy.health_timeout)
+
+    def check() -> str | None:
+        failed = probe.get(policy.health_url, timeout) if policy.health_url else None
+        if failed is None and policy.health_command:
+            ran = probe.run(policy.health_command, timeout, lines=3)
+            failed = None if ran.ok else f"health_command {ran.describe()}"
+        return failed
+
+    return check
+
+
 def _clean_up(host: Host, unit: Unit, pending: Pending) -> list[str]:
     """Remove superseded images beyond `keep_images`; the ones kept for rollback, newest first."""
     if pending.services:
@@ -342,19 +384,3 @@ def _expectation(
         timeout=unit.policy.health_timeout,
         settle=unit.policy.settle,
     )
-
-
-def _progress(unit: str) -> Callable[[dict[str, Any]], None]:
-    """Pull progress on a terminal; nothing in the journal (one line after the pull)."""
-    tty = sys.stderr.isatty()
-    layers: dict[str, str] = {}
-
-    def show(event: dict[str, Any]) -> None:
-        if not tty or "id" not in event:
-            return
-        layers[event["id"]] = event.get("status", "")
-        done = sum(1 for s in layers.values() if s in ("Pull complete", "Already exists"))
-        sys.stderr.write(f"\r{unit}: pulling, {done}/{len(layers)} layers done")
-        sys.stderr.flush()
-
-    return show
