@@ -58,12 +58,12 @@ class Shop:
         }
         self.project = ComposeProject(self.machine, self.dockerd, self.name, services)
         self.project.install()
-        self.configure(**{"settle": 2, "health_timeout": 30, **policy})
+        self.configure(policy={"settle": 2, "health_timeout": 30, **policy})
         return self.project
 
-    def configure(self, before: str = "", **policy: object) -> None:
+    def configure(self, before: str = "", policy: dict[str, object] | None = None) -> None:
         lines = [f'[units."{self.project.unit}"]', f'compose = "{self.project.file}"']
-        lines += [f"{key} = {json.dumps(value)}" for key, value in policy.items()]
+        lines += [f"{key} = {json.dumps(value)}" for key, value in (policy or {}).items()]
         self.machine.write_file("/etc/updater/config.toml", before + "\n".join(lines) + "\n")
 
     def runs(self) -> dict[str, str]:
@@ -202,7 +202,7 @@ def test_a_compose_unit_rolls_out_with_its_fleet_by_its_stack_digest(machine, sh
     urls = ", ".join(f'"{url}"' for url in fleet_store.endpoints)
     project = shop.start()
     fleet = f'[fleet]\netcd = [{urls}]\ngroup = "{group}"\nhost = "h1"\nlease_ttl = 90\n'
-    shop.configure(fleet, settle=2, health_timeout=30)
+    shop.configure(fleet, {"settle": 2, "health_timeout": 30})
     shop.publish("worker", "v2")
     code, reports = updater(machine)
     report = shop.report(reports)

@@ -88,14 +88,8 @@ def _as_unit(unit: Unit, name: str, container: Container) -> Unit:
     try:
         image = reference.parse(container.named)
     except UpdaterError as err:
-        raise UpdaterError(
-            f"container {container.id[:12]}: image {container.named!r}: {err}"
-        ) from err
-    return replace(unit, image=image, container=_name_of(unit, container), compose=None)
-
-
-def _name_of(unit: Unit, container: Container) -> str:
-    return container.labels.get("com.docker.compose.container-name") or container.id
+        raise UpdaterError(f"container {name}: image {container.named!r}: {err}") from err
+    return replace(unit, image=image, container=name, compose=None)
 
 
 def of_services(unit: Unit, services: Sequence[Checked]) -> Checked:
