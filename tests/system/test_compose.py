@@ -179,7 +179,7 @@ def test_rollback_hold_and_history_work_for_a_compose_unit(machine, shop):
     assert shop.runs() == {"web": "v1", "worker": "v1", "cache": "v1"}
     done = machine.run(UPDATER, "history", unit, "--json", check=False)
     events = [e["event"] for e in json.loads(done.stdout)]
-    assert "updated" in events and "rollback" in events, events
+    assert events[-2:] == ["updated", "manual-rollback"], events
 
     # Rolled back by hand: the stack it left is not deployed again; a new web digest is, unless
     # the unit is held.
