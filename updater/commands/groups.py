@@ -43,7 +43,7 @@ def _move(
     """The group's members one after another; the first not healthy undoes the others' moves."""
     _retry(group, members, host)
     reports: dict[str, Report] = {}
-    done: list[tuple[Checked, Deploy]] = []  # moved and proven in this run, in order
+    done: list[tuple[Checked, Deploy]] = []  # moved and proven in this run, to undo if need be
     for i, item in enumerate(members):
         name = item.unit.name
         before = host.state.record(name)
@@ -58,7 +58,8 @@ def _move(
                 reports[name] = replace(report, error=error)
             return reports
         step = groups.moved(item, before, report)
-        if step is not None:
+        # `rollback = false` (a migration that cannot be undone): it keeps what it moved to.
+        if step is not None and item.unit.policy.rollback:
             done.append((item, step))
     return reports
 
