@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from updater.cli import _print_check_table
+from updater.cli import _print_check_table, main
 from updater.config import Group, Policy, Unit, load
 from updater.decisions.checked import Checked, Status
 from updater.decisions.groups import batches, moved, not_healthy, to_retry, waits_with
@@ -191,3 +191,16 @@ def test_check_shows_the_group_in_json_and_table():
     out = io.StringIO()
     _print_check_table([replace(b, unit=unit("b"))], out)
     assert "GROUP" not in out.getvalue()  # no groups configured: the table as it was
+
+
+def test_remove_refuses_a_unit_a_group_still_names(tmp_path, capsys):
+    main_file = write(tmp_path / "config.toml", UNITS + '[groups.shop]\nunits = ["a.service"]\n')
+    args = ["--config", str(main_file)]
+    assert main([*args, "add", "d.service", "--image", "ghcr.io/acme/d:prod"]) == 0
+    write(main_file, UNITS + '[groups.shop]\nunits = ["d.service", "a.service"]\n')
+    written = main_file.parent / "config.d" / "d.service.toml"
+    assert main([*args, "remove", "d.service"]) == 2
+    err = capsys.readouterr().err
+    assert f"not removing d.service: without {written}" in err
+    assert 'groups."shop".units: d.service is not a configured unit' in err
+    assert written.exists() and load(main_file).units[-1].group == "shop"
