@@ -1,7 +1,8 @@
 """System tier: a group of units moves together (issue 28), in a real systemd with the tests'
 dockerd and registry. A database and the app that needs it: the app's unhealthy new image
 rolls the database back too; both wait for a new digest; the app's fix moves both, database
-first, each proven before the next restarts.
+first, each proven before the next restarts. A member with `rollback = false` is not rolled
+back; in a fleet, a member rolled back with its group publishes its digest as failed.
 
 Assertions are on the JSON report, exit codes, the images the containers run, InvocationIDs
 and the order of the updater's log lines.
@@ -10,21 +11,23 @@ and the order of the updater's log lines.
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
 from testbed.apps import UPDATER, App, outcome, updater
 from testbed.machine import Machine
+from updater.models.fleet import keys
 
 pytestmark = pytest.mark.system
 
 
-def _configure(machine: Machine, *members: App) -> None:
+def _configure(machine: Machine, *members: App, fleet: str = "") -> None:
     """The file lists the units in reverse: the group's order, not the file's, says who moves
     first."""
     group = f"[groups.shop]\nunits = {json.dumps([m.unit for m in members])}\n"
     config = "".join(m.config() for m in reversed(members))
-    machine.write_file("/etc/updater/config.toml", config + group)
+    machine.write_file("/etc/updater/config.toml", fleet + config + group)
 
 
 def _run(machine: Machine) -> tuple[int, list[dict], list[str]]:
@@ -129,3 +132,29 @@ def test_a_member_with_rollback_false_keeps_what_it_moved_to(machine, new_app):
     )
     assert "rolled back with it" not in outcome(reports, app)["error"]
     assert db.running_image() == db.images["v2"] and app.running_image() == app.images["v1"]
+
+
+def test_in_a_fleet_a_member_rolled_back_with_its_group_is_failed_for_every_host(
+    machine, new_app, fleet_store
+):
+    """The database's digest was proven here, then undone with the app's: the group of hosts
+    hears it failed, so no other host deploys it alone."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    urls = ", ".join(f'"{url}"' for url in fleet_store.endpoints)
+    fleet = f'[fleet]\netcd = [{urls}]\ngroup = "{name}"\nhost = "h1"\nlease_ttl = 60\n'
+    db, app = (new_app(settle=1, health_timeout=10) for _ in range(2))
+    for member in (db, app):
+        member.publish("v1")
+        member.install()
+    _configure(machine, db, app, fleet=fleet)
+    db_v2, app_bad = db.publish("v2"), app.publish("bad", behaviour="broken")
+
+    code, reports = updater(machine)
+    assert code == 1, reports
+    assert outcome(reports, db)["outcome"] == outcome(reports, app)["outcome"] == "rolled-back"
+    assert db.running_image() == db.images["v1"] and app.running_image() == app.images["v1"]
+    k = keys(name)
+    failed = fleet_store.etcdctl("get", k.failed(db.unit, db_v2), "--print-value-only")
+    marker = json.loads(failed)
+    assert marker["host"] == "h1" and f"group shop: {app.unit} was not healthy" in marker["reason"]
+    assert fleet_store.etcdctl("get", k.failed(app.unit, app_bad), "--print-value-only").strip()
