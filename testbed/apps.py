@@ -58,12 +58,18 @@ class App:
                 self.dockerd.docker("tag", local.stdout.strip(), self.ref)
         return digest
 
-    def install(self, unit_options: str = "", restart_sec: str | None = "1") -> None:
+    def install(
+        self,
+        unit_options: str = "",
+        restart_sec: str | None = "1",
+        run_options: str = "--network none",
+    ) -> None:
         """Write the unit (as Flatcar's canonical one), start it, wait for its container.
 
         `unit_options` go into [Unit], e.g. `StartLimitIntervalSec=0` for a unit that must
         outlive an engine that is down for longer than systemd's start limit allows.
         `restart_sec=None` leaves systemd's default (100 ms), as Flatcar's example unit does.
+        `run_options` go to `docker run`, e.g. `--network host -e PORT=8080` for an http app.
         """
         restart = f"RestartSec={restart_sec}\n" if restart_sec else ""
         docker = "/usr/local/bin/docker"
@@ -75,7 +81,7 @@ Description=test app {self.name}
 
 [Service]
 ExecStartPre=-{docker} rm --force {self.name}
-ExecStart={docker} run --rm --name {self.name} --network none {self.ref}
+ExecStart={docker} run --rm --name {self.name} {run_options} {self.ref}
 ExecStop={docker} stop --time 5 {self.name}
 SuccessExitStatus=143
 Restart=always

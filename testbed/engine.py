@@ -27,6 +27,8 @@ BEHAVIOURS = {
     "serve": '["/bin/sh", "-c", "trap \'exit 0\' TERM; while true; do sleep 1 & wait $!; done"]',
     "crash-later": '["/bin/sh", "-c", "trap \'exit 0\' TERM; sleep 2 & wait $!; exit 3"]',
     "broken": '["/bin/no-such-program"]',
+    # busybox's httpd on $PORT (the unit's `docker run -e PORT=...`) serving the image's files.
+    "http": '["/bin/sh", "-c", "trap \'exit 0\' TERM; /bin/busybox httpd -f -p $PORT -h / & wait $!"]',
 }
 
 

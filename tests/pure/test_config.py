@@ -52,7 +52,7 @@ def test_registry_settings(main_file, tmp_path):
     [
         (
             "[defaults]\nsetle = 1\n",
-            "unknown key 'defaults.setle'; accepted: fleet, follow, health_timeout,",
+            "unknown key 'defaults.setle'; accepted: fleet, follow, health_command, health_timeout,",
         ),
         (
             "colour = 1\n",

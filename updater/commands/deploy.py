@@ -22,7 +22,7 @@ from updater.commands.host import Host
 from updater.config import Unit
 from updater.decisions.checked import Checked, report_of
 from updater.decisions.fault import Fault, InFlight, Surroundings, blame, excuse
-from updater.decisions.health import Expectation, Observation, Verdict, verify
+from updater.decisions.health import Expectation, Observation, Probe, Verdict, verify
 from updater.decisions.plan import Deploy
 from updater.errors import EngineError, SystemdError, UpdaterError
 from updater.models.outcome import Outcome, Report
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from updater.commands.rollout import Evidence, Rollout, Telling
 
 log = logging.getLogger("updater")
+
+PROBE_TIMEOUT = 10.0  # seconds one health_url or health_command probe may take
 
 
 def in_fleet(checked: Checked, step: Deploy, host: Host, rollout: Rollout) -> Report:
@@ -137,7 +139,11 @@ def deploy(
         why = f"unit {unit.name} is {before.load_state or 'unknown'} to systemd; nothing done"
         return report_of(checked, Outcome.FAILED, why)
     new = _fetch(host.engine, unit, step.digest)
-    if before_restart is not None:
+    veto = _pre_update(unit, step.from_digest, step.digest)
+    if veto is not None:  # nothing touched, no digest marked: the next run asks the hook again
+        log.error("%s: %s", unit.name, veto)
+        return report_of(checked, Outcome.FAILED, veto)
+    if before_restart is not None:  # after the hook: a long one must not outlast the slot
         before_restart()
     pending = Pending(
         step.from_image, step.from_digest, new.id, step.digest, before.invocation_id, now()
@@ -211,11 +217,9 @@ def undo(checked: Checked, moved: Deploy, host: Host, failure: Failure) -> Repor
     unit = checked.unit
     log.warning("%s: rolling back from %s: %s", unit.name, moved.digest, failure.reason)
     running = host.engine.container(unit.container)
-    invocation = systemd.state(unit.name).invocation_id
     to_image = running.image_id if running else ""
-    pending = Pending(
-        moved.from_image, moved.from_digest, to_image, moved.digest, invocation, now()
-    )
+    before = systemd.state(unit.name).invocation_id
+    pending = Pending(moved.from_image, moved.from_digest, to_image, moved.digest, before, now())
     host.state.begin(unit.name, pending)
     host.state.mark_failed(unit.name, failure)
     with inhibited(f"{unit.name}: rolling back from {moved.digest}"):
@@ -231,16 +235,13 @@ def undo(checked: Checked, moved: Deploy, host: Host, failure: Failure) -> Repor
 
 
 def _earlier_image(engine: Engine, unit: Unit, moved: Deploy) -> Image:
-    """The image the unit ran before `moved`: kept, or pulled again when `keep_images = 0`
-    removed it."""
+    """The image the unit ran before `moved`: kept, or pulled again if `keep_images = 0`."""
     kept = engine.image(moved.from_image)
     if kept is not None:
         return kept
     if moved.from_digest is None:
-        raise EngineError(
-            f"rolling back {unit.name}: its earlier image {moved.from_image[:19]} is gone and "
-            "has no digest to pull it again"
-        )
+        why = f"its earlier image {moved.from_image[:19]} is gone and has no digest to pull"
+        raise EngineError(f"rolling back {unit.name}: {why}")
     return _fetch(engine, unit, moved.from_digest)
 
 
@@ -255,6 +256,21 @@ def _fetch(engine: Engine, unit: Unit, digest: str) -> Image:
     seconds = time.monotonic() - start
     log.info("%s: pulled %s (%.1f MB in %.1f s)", unit.name, digest, image.size / 1e6, seconds)
     return image
+
+
+def _pre_update(unit: Unit, from_digest: str | None, to_digest: str) -> str | None:
+    """The unit's `pre_update` hook, run before the restart; why it vetoes it, or None."""
+    hook = unit.policy.pre_update
+    if not hook:
+        return None
+    from updater.systems import probe  # only for units with a hook or a probe of their own
+
+    log.info("%s: running pre_update %s", unit.name, hook[0])
+    env = {"UPDATER_UNIT": unit.name, "UPDATER_FROM": from_digest or "", "UPDATER_TO": to_digest}
+    ran = probe.run(hook, unit.policy.hook_timeout, env)
+    if ran.ok:
+        return None
+    return f"pre_update {hook[0]} {ran.describe()}; nothing restarted"
 
 
 def _restart_and_verify(host: Host, unit: Unit, image_id: str) -> Verdict:
@@ -281,7 +297,7 @@ def _verify(host: Host, unit: Unit, expect: Expectation) -> Verdict:
     containers, a shutdown stops the unit) is raised instead, so the update stays in flight."""
     outages: list[EngineError] = []
     try:
-        verdict = verify(expect, _observer(host.engine, unit, outages))
+        verdict = verify(expect, _observer(host.engine, unit, outages), probe=_probe(unit))
     except SystemdError as err:  # systemd no longer answers under the proof: never the image's
         _unless_the_image(systemd.JobEnd.DISCONNECTED, str(err), None)
         raise
@@ -323,6 +339,26 @@ def _observer(engine: Engine, unit: Unit, outages: list[EngineError]) -> Callabl
         return Observation(systemd.state(unit.name), container)
 
     return observe
+
+
+def _probe(unit: Unit) -> Probe | None:
+    """The unit's own health check from the host (`health_url`, `health_command`), if any;
+    each probe bounded by PROBE_TIMEOUT, or health_timeout when that is shorter."""
+    policy = unit.policy
+    if not policy.health_url and not policy.health_command:
+        return None
+    from updater.systems import probe  # only for units with a hook or a probe of their own
+
+    timeout = min(PROBE_TIMEOUT, policy.health_timeout)
+
+    def check() -> str | None:
+        failed = probe.get(policy.health_url, timeout) if policy.health_url else None
+        if failed is None and policy.health_command:
+            ran = probe.run(policy.health_command, timeout, lines=3)
+            failed = None if ran.ok else f"health_command {ran.describe()}"
+        return failed
+
+    return check
 
 
 def _clean_up(host: Host, unit: Unit, pending: Pending) -> list[str]:

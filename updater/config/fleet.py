@@ -102,13 +102,17 @@ def _fleet(path: Path, raw: Any) -> Fleet:
 
 def _lease_covers_the_proof(path: Path, fleet: Fleet, units: Iterable[Unit]) -> None:
     """A slot's lease must outlive a restart and its proof (health_timeout twice, settle once):
-    else a host cut off from etcd could still be proving while another host takes its slot."""
+    else a host cut off from etcd could still be proving while another host takes its slot.
+    A pre_update hook runs in the slot too: a lease shorter than it is lost every time."""
     for unit in units:
-        needed = 2 * unit.policy.health_timeout + unit.policy.settle
-        if unit.policy.fleet and fleet.lease_ttl < needed:
+        policy = unit.policy
+        hook = policy.hook_timeout if policy.pre_update else 0
+        needed = 2 * policy.health_timeout + policy.settle + hook
+        if policy.fleet and fleet.lease_ttl < needed:
+            what = "2 x health_timeout + settle" + (" + hook_timeout" if hook else "")
             raise ConfigError(
                 f"{path}: fleet.lease_ttl: {fleet.lease_ttl:g} s is shorter than {unit.name}'s "
-                f"restart and proof (2 x health_timeout + settle = {needed:g} s)"
+                f"restart and proof ({what} = {needed:g} s)"
             )
 
 

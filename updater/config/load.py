@@ -47,7 +47,9 @@ from updater.config.values import (
     _table,
     _urls,
     absolute_path,
+    argv,
     duration,
+    http_url,
 )
 
 
@@ -237,6 +239,11 @@ def _policy(path: Path, where: str, table: dict[str, Any], base: Policy) -> Poli
         values["min_age"] = duration(path, f"{where}.min_age", table["min_age"])
     if "verify" in table:
         values["verify"] = _verify(path, f"{where}.verify", table["verify"])
+    if "health_url" in table:
+        values["health_url"] = http_url(path, f"{where}.health_url", table["health_url"])
+    for key in ("health_command", "pre_update"):
+        if key in table:
+            values[key] = argv(path, f"{where}.{key}", table[key])
     return replace(base, **values)
 
 

@@ -41,6 +41,10 @@ class Policy:
     min_age: float = 0  # seconds a new digest's image must have existed before it is deployed
     verify: Verify | None = None  # the signature a new digest needs before it is pulled
     fleet: bool = True  # with [fleet]: roll out with the group's other hosts; false: alone
+    health_url: str = ""  # GET from the host must answer 2xx to prove health; "": none
+    health_command: tuple[str, ...] = ()  # argv that must exit 0 to prove health; (): none
+    pre_update: tuple[str, ...] = ()  # argv run before the restart; failing, it vetoes it
+    hook_timeout: float = 300  # seconds `pre_update` may run
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,8 @@ class Fleet:
         keepalive after the last confirmation were lost."""
         if self.lease_ttl:
             return int(self.lease_ttl)
-        return int(max(60, 2 * policy.health_timeout + policy.settle + 30))
+        hook = policy.hook_timeout if policy.pre_update else 0  # it runs while the slot is held
+        return int(max(60, 2 * policy.health_timeout + policy.settle + hook + 30))
 
 
 @dataclass(frozen=True)
@@ -161,10 +166,12 @@ _POLICY_KEYS: dict[str, tuple[Any, str]] = {
     "trigger_overrides_window": (lambda v: isinstance(v, bool), "true or false"),
     "prereleases": (lambda v: isinstance(v, bool), "true or false"),
     "fleet": (lambda v: isinstance(v, bool), "true or false"),
+    "hook_timeout": (lambda v: _number(v) and 0 < v <= 86400, "a number of seconds > 0"),
 }
 
 
 _DEFAULTS_KEYS = {*_POLICY_KEYS, "window", "follow", "min_age", "verify"}
+_DEFAULTS_KEYS |= {"health_url", "health_command", "pre_update"}
 
 
 _UNIT_KEYS = {"image", "container"} | _DEFAULTS_KEYS

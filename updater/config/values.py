@@ -7,6 +7,7 @@ import re
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from updater.errors import ConfigError
 
@@ -50,6 +51,31 @@ def _command(path: Path, command: Any) -> tuple[str, ...]:
     if argv and not os.path.isabs(argv[0]):
         raise ConfigError(f"{path}: notify.command: {argv[0]!r} must be an absolute path")
     return argv
+
+
+def argv(path: Path, key: str, value: Any) -> tuple[str, ...]:
+    """A command as a list of its arguments, run without a shell; [] for none."""
+    what = 'a command as a list like ["/usr/local/bin/check", "--quick"]'
+    if not isinstance(value, list) or not all(isinstance(a, str) and "\0" not in a for a in value):
+        raise ConfigError(f"{path}: {key}: {_show(value)} is not {what}")
+    if value and not os.path.isabs(value[0]):
+        raise ConfigError(f"{path}: {key}: {value[0]!r} must be an absolute path")
+    return tuple(value)
+
+
+def http_url(path: Path, key: str, value: Any) -> str:
+    """An http(s) URL with a host (and a port, if any, that is a number); "" for none."""
+    example = '"http://127.0.0.1:8080/healthz"'
+    if value == "":
+        return ""
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+        good = parts and parts.scheme in ("http", "https") and parts.hostname and parts.port != 0
+    except ValueError:  # a port that is not a number from 0 to 65535
+        good = False
+    if not good or re.search(r"\s", value):
+        raise ConfigError(f"{path}: {key}: {_show(value)} is not an http(s) URL like {example}")
+    return str(value)
 
 
 def _apprise_urls(path: Path, value: Any) -> tuple[str, ...]:

@@ -11,6 +11,9 @@ from updater.systems.systemd import UnitState
 
 POLL = 0.5  # seconds between observations
 
+# The unit's own check (`health_url`, `health_command`): None when it passes, else why not.
+Probe = Callable[[], str | None]
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -40,20 +43,28 @@ def verify(
     observe: Callable[[], Observation],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    probe: Probe | None = None,
 ) -> Verdict:
-    """Up within `timeout`, then unchanged for `settle` seconds (README's "Prove health")."""
+    """Up within `timeout`, then unchanged for `settle` seconds (README's "Prove health").
+    A `probe` is asked only once the rest sees the unit up (before, it could only fail), and
+    must pass then and at every observation while settling."""
     deadline = clock() + expect.timeout
     while True:
         seen = observe()
         failure = _failed(expect, seen)
         if failure:
             return Verdict(False, failure)
-        if _up(expect, seen):
+        up = _up(expect, seen)
+        probed = probe() if up and probe else None  # a failing probe: not up yet, keep waiting
+        if up and probed is None:
             break
         if clock() >= deadline:
-            return Verdict(False, f"not healthy within {expect.timeout:g} s: {_describe(seen)}")
+            said = f"; health probe: {probed}" if probed else ""
+            return Verdict(
+                False, f"not healthy within {expect.timeout:g} s: {_describe(seen)}{said}"
+            )
         sleep(POLL)
-    return _settles(expect, seen, observe, clock, sleep)
+    return _settles(expect, seen, observe, clock, sleep, probe)
 
 
 def _failed(expect: Expectation, seen: Observation) -> str | None:
@@ -88,8 +99,10 @@ def _settles(
     observe: Callable[[], Observation],
     clock: Callable[[], float],
     sleep: Callable[[float], None],
+    probe: Probe | None,
 ) -> Verdict:
-    """No restart of the unit or of the container for `settle` seconds."""
+    """No restart of the unit or of the container for `settle` seconds, and the probe passing
+    at every observation."""
     end = clock() + expect.settle
     while clock() < end:
         sleep(min(POLL, max(0.0, end - clock())))
@@ -99,6 +112,9 @@ def _settles(
             return Verdict(False, f"restarted while settling: {change}")
         if not _up(expect, seen):
             return Verdict(False, f"went down while settling: {_describe(seen)}")
+        probed = probe() if probe else None
+        if probed is not None:
+            return Verdict(False, f"health probe failed while settling: {probed}")
     return Verdict(True, "healthy")
 
 
