@@ -219,7 +219,8 @@ def _print_json(items: list[dict[str, object]] | dict[str, object], out: TextIO)
 
 
 def _print_check_table(results: Sequence[Checked], out: TextIO) -> None:
-    rows = [("UNIT", "IMAGE", "STATUS", "RUNNING", "REMOTE")]
+    grouped = any(r.unit.group for r in results)  # a GROUP column only where groups are
+    rows = [("UNIT", "IMAGE", "STATUS", "RUNNING", "REMOTE", *(["GROUP"] if grouped else []))]
     errors = []
     for r in results:
         data = r.as_json()
@@ -230,6 +231,7 @@ def _print_check_table(results: Sequence[Checked], out: TextIO) -> None:
                 str(data["status"]),
                 _short(data["running_digest"]),
                 _short(data["remote_digest"]) + (f" ({r.tag})" if r.unit.policy.follow else ""),
+                *([r.unit.group or "-"] if grouped else []),
             )
         )
         if data["error"]:

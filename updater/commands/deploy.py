@@ -210,6 +210,41 @@ def roll_back(checked: Checked, pending: Pending, failure: Failure, host: Host) 
     return report_of(checked, Outcome.ROLLED_BACK, error, pending.from_digest)
 
 
+def undo(checked: Checked, moved: Deploy, host: Host, failure: Failure) -> Report:
+    """Roll back a unit whose update to `moved.digest` this run proved, because `failure` (of
+    another unit it moves with) undoes it: back to what it ran before, proven the same way.
+    Recorded first as a rollback in flight, so a run cut short here is finished by the next."""
+    unit = checked.unit
+    log.warning("%s: rolling back from %s: %s", unit.name, moved.digest, failure.reason)
+    running = host.engine.container(unit.container)
+    to_image = running.image_id if running else ""
+    before = systemd.state(unit.name).invocation_id
+    pending = Pending(moved.from_image, moved.from_digest, to_image, moved.digest, before, now())
+    host.state.begin(unit.name, pending)
+    host.state.mark_failed(unit.name, failure)
+    with inhibited(f"{unit.name}: rolling back from {moved.digest}"):
+        old = _earlier_image(host.engine, unit, moved)
+        host.engine.tag(old.id, unit.image)
+        verdict = _restart_and_verify(host, unit, old.id)
+    host.state.end(unit.name)
+    if not verdict.healthy:
+        error = f"{failure.reason}; after rollback still not healthy: {verdict.reason}"
+        return report_of(checked, Outcome.FAILED, error, moved.from_digest)
+    log.warning("%s: rolled back; %s waits for a new digest", unit.name, moved.digest)
+    return report_of(checked, Outcome.ROLLED_BACK, failure.reason, moved.from_digest)
+
+
+def _earlier_image(engine: Engine, unit: Unit, moved: Deploy) -> Image:
+    """The image the unit ran before `moved`: kept, or pulled again if `keep_images = 0`."""
+    kept = engine.image(moved.from_image)
+    if kept is not None:
+        return kept
+    if moved.from_digest is None:
+        why = f"its earlier image {moved.from_image[:19]} is gone and has no digest to pull"
+        raise EngineError(f"rolling back {unit.name}: {why}")
+    return _fetch(engine, unit, moved.from_digest)
+
+
 def _fetch(engine: Engine, unit: Unit, digest: str) -> Image:
     """The image `repo@digest`, pulled only when the engine does not have it yet."""
     present = engine.image(f"{unit.image.repository}@{digest}")
