@@ -56,7 +56,7 @@ def test_registry_settings(main_file, tmp_path):
         ),
         (
             "colour = 1\n",
-            "unknown key 'colour'; accepted: defaults, docker_config, fleet, metrics, notify, registries,",
+            "unknown key 'colour'; accepted: defaults, docker_config, fleet, groups, metrics, notify,",
         ),
         ('[notify]\non = ["done"]\n', "notify.on: ['done'] is not a list of unchanged, updated"),
         ('[notify]\nwebhook = "ftp://x"\n', "notify.webhook: must be an http(s) URL"),

@@ -221,3 +221,19 @@ def _back(
     target = engine.image(kept) if kept and kept != current.id else None
     digest = digest_of(target, unit) if target is not None and now else None
     return replace(found, status=Status.UPDATE_AVAILABLE, remote_digest=digest) if digest else found
+
+
+def undo_moves(engine: Engine, unit: Unit, kept: str) -> tuple[Move, ...]:
+    """A proven update of the unit undone: each container back to the image it ran in the
+    stack `kept` (the one the update superseded); an error when that stack is not kept."""
+    images = stack.unkept(kept)
+    if images is None:
+        raise UpdaterError(f"rolling back {unit.name}: no stack is kept to go back to")
+    moves = []
+    for name, before in sorted(images.items()):
+        container = engine.container(name)
+        if container is None:
+            raise UpdaterError(f"rolling back {unit.name}: no container {name}")
+        service = container.labels.get(SERVICE, name)
+        moves.append(Move(service, name, container.named, before, None, container.image_id, None))
+    return tuple(moves)

@@ -15,16 +15,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from updater.commands.compose import clean_up_stacks, fetch_services
+from updater.commands.compose import clean_up_stacks, fetch_services, undo_moves
 from updater.commands.host import Host
 from updater.config import Unit
 from updater.decisions.checked import Checked, report_of
 from updater.decisions.fault import Fault, InFlight, Surroundings, blame, excuse
 from updater.decisions.health import Expectation, Observation, Probe, Verdict, verify
 from updater.decisions.plan import Deploy
-from updater.errors import EngineError, SystemdError, UpdaterError
+from updater.errors import EngineError, SystemdError
 from updater.models.outcome import Outcome, Report
 from updater.models.reference import parse
 from updater.outputs.history import now
@@ -34,95 +33,9 @@ from updater.systems.engine import Container, Engine, Image
 from updater.systems.reboot import inhibited
 from updater.systems.state.records import Failure, Pending
 
-if TYPE_CHECKING:
-    from updater.commands.rollout import Evidence, Rollout, Telling
-
 log = logging.getLogger("updater")
 
 PROBE_TIMEOUT = 10.0  # seconds one health_url or health_command probe may take
-
-
-def in_fleet(checked: Checked, step: Deploy, host: Host, rollout: Rollout) -> Report:
-    """The update as one host of a group: a slot first (or why not now), confirmed before the
-    restart, the verdict published, the slot given back. No store: no update (fail closed)."""
-    from updater.commands.rollout import LostSlot, Slot
-    from updater.models.fleet import FailedElsewhere, Wait
-
-    unit = checked.unit
-    try:
-        found = rollout.admit(unit, step.digest, step.from_digest)
-    except UpdaterError as err:
-        why = f"fleet: {err}; not updating, {unit.name} keeps what it runs"
-        return report_of(checked, Outcome.FAILED, why)
-    match found:
-        case Wait(reason):
-            return report_of(checked, Outcome.SKIPPED, f"{step.digest}: {reason}")
-        case FailedElsewhere(other, at, reason):
-            why = f"failed on {other}: {reason}"
-            host.state.mark_failed(unit.name, Failure(step.digest, at or now(), why))
-            return report_of(
-                checked, Outcome.SKIPPED, f"{step.digest} {why}; waiting for a new digest"
-            )
-    assert isinstance(found, Slot)
-    early: list[Telling] = []
-
-    def on_failure(failure: Failure) -> None:
-        # Told as the rollback starts, not after its proof: no other host takes a slot for the
-        # digest meanwhile, and the slot gets a new term to cover the rollback.
-        early.append(rollout.tell_early(found, _evidence(unit.name, step.digest, failure)))
-
-    try:
-        report = deploy(checked, step, host, lambda: rollout.confirm(found), on_failure)
-        # Told while the slot is held: freed first, it would let a second canary in (no proof
-        # yet), or another host pull a digest whose failure marker is not written yet.
-        return report if early else publish_evidence(checked, report, host, step.digest)
-    except LostSlot as err:
-        return report_of(checked, Outcome.SKIPPED, f"{err}; {step.digest} is pulled for next time")
-    finally:
-        for telling in early:
-            if (refused := telling.wait()) is not None:
-                _queue_evidence(host, telling.verdict, refused)
-        if host.state.record(unit.name).pending is None:  # else its lease covers the proof left
-            rollout.release(found)
-
-
-def publish_evidence(checked: Checked, report: Report, host: Host, digest: str) -> Report:
-    """Publish what a fleet unit's update proved about `digest` to the group; never changes
-    the report."""
-    unit = report.unit
-    if host.rollout is None or not checked.unit.policy.fleet:
-        return report
-    failure = host.state.record(unit).failed_digest(digest)
-    if report.outcome is Outcome.UPDATED:
-        _publish(host, unit, digest)
-    elif failure is not None:
-        _publish(host, unit, digest, failure)
-    return report
-
-
-def _publish(host: Host, unit: str, digest: str, failure: Failure | None = None) -> None:
-    """Tell the group `digest` is proven here (no failure) or failed, never waiting for the
-    store."""
-    assert host.rollout is not None
-    verdict = _evidence(unit, digest, failure)
-    try:
-        host.rollout.publish(verdict)
-    except UpdaterError as err:
-        _queue_evidence(host, verdict, err)
-
-
-def _evidence(unit: str, digest: str, failure: Failure | None) -> Evidence:
-    from updater.commands.rollout import Evidence
-
-    if failure is None:
-        return Evidence(unit, digest, True, at=now())
-    return Evidence(unit, digest, False, failure.reason, failure.at)
-
-
-def _queue_evidence(host: Host, verdict: Evidence, err: UpdaterError) -> None:
-    """A verdict the store did not take: in the state file, for a later run to publish."""
-    log.warning("%s: fleet: %s; the verdict is published by a later run", verdict.unit, err)
-    host.state.queue_verdict(verdict.unit, verdict.as_dict())
 
 
 def deploy(
@@ -220,6 +133,48 @@ def roll_back(checked: Checked, pending: Pending, failure: Failure, host: Host) 
         return report_of(checked, Outcome.FAILED, error, pending.from_digest)
     log.warning("%s: rolled back; %s will not be tried again", unit.name, pending.to_digest)
     return report_of(checked, Outcome.ROLLED_BACK, error, pending.from_digest)
+
+
+def undo(checked: Checked, moved: Deploy, host: Host, failure: Failure) -> Report:
+    """Roll back a unit whose update to `moved.digest` this run proved, because `failure` (of
+    another unit it moves with) undoes it: back to what it ran before, proven the same way.
+    Recorded first as a rollback in flight, so a run cut short here is finished by the next."""
+    unit = checked.unit
+    log.warning("%s: rolling back from %s: %s", unit.name, moved.digest, failure.reason)
+    before = systemd.state(unit.name).invocation_id
+    if unit.compose is not None:  # the stack it ran before: the newest one kept
+        kept = host.state.record(unit.name).superseded
+        moves = undo_moves(host.engine, unit, kept[0] if kept else "")
+        pending = Pending(
+            moved.from_image, moved.from_digest, moved.digest, moved.digest, before, now(), moves
+        )
+    else:
+        running = host.engine.container(unit.container)
+        to_image = running.image_id if running else ""
+        old = _earlier_image(host.engine, unit, moved)
+        pending = Pending(old.id, moved.from_digest, to_image, moved.digest, before, now())
+    host.state.begin(unit.name, pending)
+    host.state.mark_failed(unit.name, failure)
+    with inhibited(f"{unit.name}: rolling back from {moved.digest}"):
+        _point_tags(host, unit, pending, back=True)
+        verdict = _restart_and_verify(host, unit, _images(unit, pending, back=True))
+    host.state.end(unit.name)
+    if not verdict.healthy:
+        error = f"{failure.reason}; after rollback still not healthy: {verdict.reason}"
+        return report_of(checked, Outcome.FAILED, error, moved.from_digest)
+    log.warning("%s: rolled back; %s waits for a new digest", unit.name, moved.digest)
+    return report_of(checked, Outcome.ROLLED_BACK, failure.reason, moved.from_digest)
+
+
+def _earlier_image(engine: Engine, unit: Unit, moved: Deploy) -> Image:
+    """The image the unit ran before `moved`: kept, or pulled again if `keep_images = 0`."""
+    kept = engine.image(moved.from_image)
+    if kept is not None:
+        return kept
+    if moved.from_digest is None:
+        why = f"its earlier image {moved.from_image[:19]} is gone and has no digest to pull"
+        raise EngineError(f"rolling back {unit.name}: {why}")
+    return _fetch(engine, unit, moved.from_digest)
 
 
 def _fetch(engine: Engine, unit: Unit, digest: str) -> Image:

@@ -20,6 +20,7 @@ import sdnotify
 
 from updater.commands.check import check_all
 from updater.commands.clients import connected
+from updater.commands.groups import update_all
 from updater.commands.host import Host
 from updater.commands.update import update
 from updater.config import Config, Fleet, Notify, Unit
@@ -93,18 +94,30 @@ def _check_and_update(
             registries=clients.registries,
             rollout=rollout,
         )
-        reports, waiting = [], []
-        for item in checked:
-            notifier.notify(f"STATUS=updating {item.unit.name}")
-            record = state.record(item.unit.name)
-            report = update(item, host)
-            reports.append(report)
-            if record.approved and report.outcome in _USED_APPROVAL:
-                state.approve(item.unit.name, None)  # used: the approval deploys once
-            if plan.waiting(item, record) and record.announced != item.remote_digest:
-                waiting.append((report, item))
+        waiting: list[tuple[Report, Checked]] = []
+        # One unit after another; a group's units in the group's order, and back together.
+        reports = update_all(
+            checked, config.groups, host, lambda item: _update_one(item, host, notifier, waiting)
+        )
         changes = _changes(units, reports, clients.engine) if config.notify.targets else {}
         return reports, changes, waiting
+
+
+def _update_one(
+    item: Checked,
+    host: Host,
+    notifier: sdnotify.SystemdNotifier,
+    waiting: list[tuple[Report, Checked]],
+) -> Report:
+    """One unit's update; a used approval is spent, a new digest held for a person noted."""
+    notifier.notify(f"STATUS=updating {item.unit.name}")
+    record = host.state.record(item.unit.name)
+    report = update(item, host)
+    if record.approved and report.outcome in _USED_APPROVAL:
+        host.state.approve(item.unit.name, None)  # used: the approval deploys once
+    if plan.waiting(item, record) and record.announced != item.remote_digest:
+        waiting.append((report, item))
+    return report
 
 
 def _may_coordinate(checked: Sequence[Checked], state: State) -> bool:

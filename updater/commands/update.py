@@ -32,7 +32,8 @@ def update(checked: Checked, host: Host) -> Report:
     if isinstance(step, Leave):
         return report_of(checked, step.outcome, step.reason)
     # Here, not at the top: only a unit that moves pays for systemctl and the health proof.
-    from updater.commands.deploy import deploy, finish_rollback, in_fleet, publish_evidence, resume
+    from updater.commands.deploy import deploy, finish_rollback, resume
+    from updater.commands.fleethost import in_fleet, publish_evidence
 
     try:
         match step:

@@ -1,7 +1,8 @@
 """The configuration: the main TOML file plus config.d/*.toml, parsed into frozen dataclasses.
 
 `schema` is its shape, `load` reads and checks it (`values` one value, `fleet` the `[fleet]`
-table), `edit` writes one unit's file for `updater add` and `updater remove`."""
+table, `groups` the `[groups]` tables), `edit` writes one unit's file for `updater add` and
+`updater remove`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from updater.config.schema import (
     Compose,
     Config,
     Fleet,
+    Group,
     Notify,
     Policy,
     RegistrySettings,
@@ -30,6 +32,7 @@ __all__ = [
     "NOTIFY",
     "Config",
     "Fleet",
+    "Group",
     "Notify",
     "Policy",
     "RegistrySettings",

@@ -47,9 +47,20 @@ def remove_unit(main: Path, name: str) -> Path:
         raise ConfigError(f"{name!r}: not a systemd service name (NAME.service)")
     target = unit_file(main, name)
     if target.exists():
+        _valid_without(main, target, name)
         target.unlink()
         return target
     for unit in load(main).units:
         if unit.name == name:
             raise ConfigError(f"{name} is defined in {unit.source}, not by `updater add`; edit it")
     raise ConfigError(f"{name}: not configured; nothing to remove")
+
+
+def _valid_without(main: Path, target: Path, name: str) -> None:
+    """The configuration as a run would read it once `target` is gone (a group naming the unit
+    would stop every run)."""
+    others = [main, *sorted(p for p in config_d(main).glob("*.toml") if p != target)]
+    try:
+        _build([(p, _read(p)) for p in others if p.exists()])
+    except ConfigError as err:
+        raise ConfigError(f"not removing {name}: without {target}, {err}") from err

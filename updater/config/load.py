@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # each imported only for the units whose policies have one
     from updater.systems.signature.verify import Verify
     from updater.systems.window import Window
 from updater.config.fleet import _fleet, _lease_covers_the_proof
+from updater.config.groups import groups
 from updater.config.schema import (
     _CONTAINER_NAME,
     _DEFAULTS_KEYS,
@@ -106,6 +107,7 @@ def _build(documents: list[tuple[Path, dict[str, Any]]]) -> Config:
                     f'units."{name}" is defined twice: in {units[name].source} and in {path}'
                 )
             units[name] = _unit(path, name, table, defaults, registries)
+    moving_together, units = groups(documents, units)
     notify, metrics = _single(documents, "notify"), _single(documents, "metrics")
     docker_config = _single(documents, "docker_config")
     fleet_table = _single(documents, "fleet")
@@ -119,6 +121,7 @@ def _build(documents: list[tuple[Path, dict[str, Any]]]) -> Config:
         notify=_notify(*notify) if notify else Notify(),
         metrics=_metrics(*metrics) if metrics else None,
         docker_config=_docker_config(*docker_config) if docker_config else None,
+        groups=moving_together,
     )
 
 

@@ -66,6 +66,7 @@ class Unit:
     policy: Policy
     source: Path
     compose: Compose | None = None
+    group: str | None = None  # the [groups] table the unit moves with, if any
 
     @property
     def shown(self) -> str:
@@ -145,6 +146,16 @@ class Fleet:
 
 
 @dataclass(frozen=True)
+class Group:
+    """Units whose new digests move together: in this order, each proven before the next, and
+    all rolled back when one is not healthy."""
+
+    name: str
+    units: tuple[str, ...]
+    source: Path
+
+
+@dataclass(frozen=True)
 class Config:
     units: tuple[Unit, ...]
     registries: Mapping[str, RegistrySettings] = field(default_factory=dict)
@@ -152,6 +163,7 @@ class Config:
     metrics: Path | None = None  # Prometheus textfile, written each run
     docker_config: Path | None = None  # the Docker CLI config file holding registry credentials
     fleet: Fleet | None = None  # the group this host rolls out with; None: on its own
+    groups: tuple[Group, ...] = ()  # units that move together on this host
 
     def registry(self, host: str) -> RegistrySettings:
         """The settings of `host`, however it is spelt (`GHCR.IO:443` has `ghcr.io`'s)."""
@@ -205,6 +217,7 @@ _VERIFY_FILES = {"key", "ca_file", "rekor_key", "trusted_root"}
 
 
 _TOP_KEYS = {"defaults", "units", "registries", "notify", "metrics", "docker_config", "fleet"}
+_TOP_KEYS |= {"groups"}
 
 
 _FLEET_KEYS = {"etcd", "group", "host", "max_parallel", "canary", "lease_ttl", "member_ttl"}

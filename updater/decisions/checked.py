@@ -42,6 +42,7 @@ class Checked:
             "running_digest": self.running_digest,
             "remote_digest": self.remote_digest,
             "tag": self.tag,
+            "group": self.unit.group,
             "status": self.status.value,
             "error": self.error,
             "warnings": list(self.warnings),

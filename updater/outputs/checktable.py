@@ -12,7 +12,8 @@ def check_table(results: Sequence[Checked]) -> str:
     """`updater check`'s table: a row per unit (and per service of a compose unit), then each
     unit's error and warnings."""
     out = io.StringIO()
-    rows = [("UNIT", "IMAGE", "STATUS", "RUNNING", "REMOTE")]
+    grouped = any(r.unit.group for r in results)  # a GROUP column only where groups are
+    rows = [("UNIT", "IMAGE", "STATUS", "RUNNING", "REMOTE", *(["GROUP"] if grouped else []))]
     errors = []
     for r in results:
         data = r.as_json()
@@ -23,6 +24,7 @@ def check_table(results: Sequence[Checked]) -> str:
                 str(data["status"]),
                 _short(data["running_digest"]),
                 _short(data["remote_digest"]) + (f" ({r.tag})" if r.unit.policy.follow else ""),
+                *([r.unit.group or "-"] if grouped else []),
             )
         )
         for s in r.services:  # a compose unit's services, one row each under it
@@ -33,6 +35,7 @@ def check_table(results: Sequence[Checked]) -> str:
                     s.status.value,
                     _short(s.running_digest),
                     _short(s.remote_digest),
+                    *(["-"] if grouped else []),
                 )
             )
         if data["error"]:

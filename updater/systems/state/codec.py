@@ -30,7 +30,7 @@ def _entry(record: Record) -> dict[str, Any]:
         if not record.pending.services:
             del entry["pending"]["services"]
     if record.failed:
-        entry["failed"] = vars(record.failed)
+        entry["failed"] = {k: v for k, v in vars(record.failed).items() if v is not None}
     if record.superseded:
         entry["superseded"] = list(record.superseded)
     if record.failing:
@@ -131,9 +131,12 @@ def _move(raw: Any) -> Move | None:
 def _failure(raw: Any) -> Failure | None:
     if not isinstance(raw, dict) or not _is_digest(raw.get("digest")):
         return None
-    at, reason = raw.get("at"), raw.get("reason")
+    at, reason, cause = raw.get("at"), raw.get("reason"), raw.get("cause")
     return Failure(
-        raw["digest"], at if isinstance(at, str) else "", reason if isinstance(reason, str) else ""
+        raw["digest"],
+        at if isinstance(at, str) else "",
+        reason if isinstance(reason, str) else "",
+        cause if isinstance(cause, str) else None,
     )
 
 

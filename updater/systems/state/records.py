@@ -53,6 +53,7 @@ class Failure:
     digest: str
     at: str
     reason: str
+    cause: str | None = None  # the unit of its group whose digest failed, when not this one
 
 
 @dataclass(frozen=True)
