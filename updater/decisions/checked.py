@@ -38,7 +38,7 @@ class Checked:
         found: dict[str, object] = {
             "unit": self.unit.name,
             "image": self.unit.shown,
-            "container": self.unit.container,
+            "container": None if self.unit.compose else self.unit.container,
             "running_digest": self.running_digest,
             "remote_digest": self.remote_digest,
             "tag": self.tag,
