@@ -90,7 +90,8 @@ def _idle_runs(
     argv = [sys.executable, "-m", "updater", "run", "--json"]
     env = {**os.environ, "DOCKER_HOST": engine.host, "UPDATER_CONFIG": str(home / "config.toml")}
     env["UPDATER_STATE_DIR"] = str(home / "state")
-    seconds, counted = [], {}
+    seconds: list[float] = []
+    counted: dict[str, int] = {}
     for n in range(repeat + 1):  # the first run learns and caches tokens; not counted
         registry.clear_log()
         start = time.monotonic()

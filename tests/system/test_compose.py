@@ -46,7 +46,8 @@ class Shop:
         self.digests[f"{service}-{version}"] = digest
         return digest
 
-    def start(self, **policy: object) -> ComposeProject:
+    def start(self, built: bool = False, **policy: object) -> ComposeProject:
+        """The project up under its unit; `built`: with a fourth service compose builds here."""
         self.publish("web", "v1", healthcheck="true")
         self.publish("worker", "v1")
         pinned = self.publish("cache", "v1")
@@ -56,6 +57,10 @@ class Shop:
             "worker": {"image": self.refs["worker"]},
             "cache": {"image": f"{repository}@{pinned}"},
         }
+        if built:
+            services["built"] = {"build": {"context": "./built"}}
+            dockerfile = f"FROM {self.refs['web'].rsplit(':', 1)[0]}@{self.digests['web-v1']}\n"
+            self.machine.write_file(f"/etc/{self.name}/built/Dockerfile", dockerfile)
         self.project = ComposeProject(self.machine, self.dockerd, self.name, services)
         self.project.install()
         self.configure(policy={"settle": 2, "health_timeout": 30, **policy})
@@ -72,6 +77,7 @@ class Shop:
         return {
             service: names.get(image, image).removeprefix(f"{service}-")
             for service, image in self.project.running_images().items()
+            if service != "built"  # built here: it never moves
         }
 
     def report(self, reports: list[dict] | None) -> dict:
@@ -99,16 +105,18 @@ def heads(registry: Registry) -> list[tuple[str, str]]:
 def test_a_compose_unit_is_checked_with_one_head_per_tagged_service_and_moves_as_one(
     machine, shop, system_registry
 ):
-    project = shop.start()
+    project = shop.start(built=True)
+    built = project.running_images()["built"]
     repository = f"/v2/acme/{shop.name}"
     system_registry.clear_log()
     done = machine.run(UPDATER, "check", "--json", check=False)
     [checked] = json.loads(done.stdout)
     assert done.returncode == 0 and checked["status"] == "current", checked
-    assert sorted(s["service"] for s in checked["services"]) == sorted(SERVICES)
-    assert {s["service"]: s["status"] for s in checked["services"]}["cache"] == "pinned"
+    assert sorted(s["service"] for s in checked["services"]) == sorted((*SERVICES, "built"))
+    statuses = {s["service"]: s["status"] for s in checked["services"]}
+    assert (statuses["cache"], statuses["built"]) == ("pinned", "local-image"), checked
     table = machine.run(UPDATER, "check").stdout
-    assert all(f"  {service}" in table for service in SERVICES), table
+    assert all(f"  {service}" in table for service in (*SERVICES, "built")), table
     system_registry.clear_log()
 
     # The idle run: one HEAD for each service on a tag, none for the pinned one, nothing else.
@@ -126,6 +134,7 @@ def test_a_compose_unit_is_checked_with_one_head_per_tagged_service_and_moves_as
     report = shop.report(reports)
     assert code == 0 and report["outcome"] == "updated", report
     assert shop.runs() == {"web": "v2", "worker": "v2", "cache": "v1"}
+    assert project.running_images()["built"] == built  # proven too, never replaced
     assert project.show("InvocationID") != invocation and project.show("NRestarts") == "0"
     lines = {s["service"]: (s["from_digest"], s["to_digest"]) for s in report["services"]}
     assert lines == {

@@ -40,16 +40,31 @@ def check_compose(
     """The unit's check, with each service's (by `check_unit`) in `services`."""
     assert unit.compose is not None
     try:
-        services = [
-            (service, _as_unit(unit, name, container))
-            for service, name, container in containers(clients.engine, unit.compose)
-        ]
+        found = containers(clients.engine, unit.compose)
+        services = [(s, _as_unit(unit, name, container), container) for s, name, container in found]
     except UpdaterError as err:
         return Checked(unit, Status.ERROR, error=str(err))
     checked = [
-        replace(check_unit(_verified_as(u, clients), clients), service=name) for name, u in services
+        replace(
+            _built(u, container, clients.engine) or check_unit(_verified_as(u, clients), clients),
+            service=service,
+        )
+        for service, u, container in services
     ]
     return of_services(unit, checked)
+
+
+def _built(service: Unit, container: Container, engine: Engine) -> Checked | None:
+    """A service compose built (its image named `PROJECT-SERVICE`, as compose names what it
+    builds): local, and no registry is asked about a name none has."""
+    project, name = container.labels.get(PROJECT), container.labels.get(SERVICE)
+    if not container.running or container.named not in (f"{project}-{name}", f"{project}_{name}"):
+        return None
+    try:
+        image = engine.image(container.image_id)
+    except UpdaterError as err:
+        return Checked(service, Status.ERROR, error=str(err), container=container)
+    return Checked(service, Status.LOCAL_IMAGE, container=container, running_image=image)
 
 
 def containers(engine: Engine, compose: Compose) -> list[tuple[str, str, Container]]:
