@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from testbed.compose import ComposeProject
 
 from testbed.apps import UPDATER, updater
+from testbed.compose import ComposeProject
 from testbed.engine import Dockerd, build_image, push
 from testbed.registry import Registry
 
@@ -52,7 +52,7 @@ class Shop:
         self.publish("worker", "v1")
         pinned = self.publish("cache", "v1")
         repository = self.refs["cache"].rsplit(":", 1)[0]
-        services = {
+        services: dict[str, dict[str, object]] = {
             "web": {"image": self.refs["web"]},
             "worker": {"image": self.refs["worker"]},
             "cache": {"image": f"{repository}@{pinned}"},
