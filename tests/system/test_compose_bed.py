@@ -85,7 +85,8 @@ def test_a_restart_runs_the_newly_tagged_image(
     }
     assert all(c.restarts == 0 for c in after.values())
 
-    # The example's ExecStop: a stop leaves no container behind and the unit inactive, not failed.
+    # The example's ExecStop and ExecStopPost: a stop leaves the unit inactive, not failed, and no
+    # container behind.
     machine.run("systemctl", "stop", shop.unit)
     stopped = (shop.show("ActiveState"), shop.show("Result"))
     assert stopped == ("inactive", "success"), shop.journal()
