@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from testbed.apps import UPDATER, updater
+from testbed.apps import UPDATER, outcome, updater
 from testbed.compose import ComposeProject
 from testbed.engine import Dockerd, build_image, push
 from testbed.registry import Registry
@@ -219,3 +219,25 @@ def test_a_compose_unit_rolls_out_with_its_fleet_by_its_stack_digest(machine, sh
     proof = keys(group).proof(project.unit, report["to_digest"], "h1")
     assert fleet_store.etcdctl("get", proof, "--print-value-only").strip()
     assert shop.runs()["worker"] == "v2"
+
+
+def test_a_compose_unit_in_a_group_is_rolled_back_with_it(machine, shop, new_app):
+    project = shop.start()
+    app = new_app(settle=1, health_timeout=10)
+    app.publish("v1")
+    app.install()
+    group = f"[groups.shop]\nunits = {json.dumps([project.unit, app.unit])}\n"
+    shop.configure(app.config() + group, {"settle": 2, "health_timeout": 30})
+    web = shop.publish("web", "v2", healthcheck="true")
+    bad = app.publish("bad", behaviour="broken")
+
+    code, reports = updater(machine)
+    mine, theirs = shop.report(reports), outcome(reports, app)
+    assert code == 1 and mine["outcome"] == "rolled-back", reports
+    assert f"group shop: {app.unit} was not healthy on {bad}" in mine["error"]
+    assert [(s["service"], s["to_digest"]) for s in mine["services"] if s["service"] == "web"] == [
+        ("web", web)
+    ]
+    assert theirs["outcome"] == "rolled-back"
+    assert shop.runs() == {"web": "v1", "worker": "v1", "cache": "v1"}
+    assert app.running_image() == app.images["v1"]
