@@ -14,6 +14,9 @@
 #                  etcd tier runs as a 3-member cluster (Debian 12 has only 3.4.23)
 #   crane          sid's crane (go-containerregistry), whose `crane registry serve` is the second
 #                  registry implementation the registry tier runs against
+#   compose        sid's docker-compose (compose v2, one Go binary), the CLI plugin the compose
+#                  units run as `docker compose`; machines get it at
+#                  /usr/local/lib/docker/cli-plugins/docker-compose
 set -euo pipefail
 
 ENGINES=${ENGINES:-/var/tmp/updater-engines}
@@ -24,6 +27,7 @@ declare -A WANTED=(
     [cosign]="cosign=3.1.1-2"
     [etcd]="etcd-server=3.5.30-2 etcd-client=3.5.30-2"
     [crane]="crane=0.20.7+ds1-5"
+    [compose]="docker-compose=2.40.3-3"
 )
 
 missing=()

@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from testbed import PROJECT, needs
+from testbed.engine import ENGINES
 
 SUITE = "bookworm"
 # A newer release, booted over an older one's /etc, /opt and /var: an OS update (Python 3.13,
@@ -53,6 +54,10 @@ RECIPE_VERSION = "2"
 MARKER = ".testbed-complete"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 DOCKER_CLIENTS = (Path("/usr/local/bin/docker"), Path("/usr/bin/docker"))
+# docker compose v2 as testbed/engines.sh unpacks sid's docker-compose, and where the docker
+# client looks for CLI plugins in a machine.
+COMPOSE_PLUGIN = ENGINES / "compose/usr/libexec/docker/cli-plugins/docker-compose"
+COMPOSE_PLUGIN_INSIDE = "/usr/local/lib/docker/cli-plugins/docker-compose"
 DEFAULT_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "HOME": "/root",
@@ -151,6 +156,18 @@ def _install_docker_client(root: Path) -> None:
         raise MachineError(
             f"docker client {client} does not run in the root ({info.strip()}): {e}"
         ) from e
+
+
+def _compose_plugin_bind() -> list[str]:
+    """Bind docker compose into the machine read-only, when testbed/engines.sh has fetched it.
+
+    Bound at each boot rather than copied into the cached root: the root's recipe (and so every
+    cached root) stays the same whether or not the plugin is there, and the machine gets no
+    66 MB copy of it.
+    """
+    if not COMPOSE_PLUGIN.is_file():
+        return []
+    return [f"--bind-ro={COMPOSE_PLUGIN}:{COMPOSE_PLUGIN_INSIDE}"]
 
 
 def _install_certs(root: Path) -> None:
@@ -527,6 +544,7 @@ class Machine:
             f"--machine={self.name}",
         ]
         cmd += [f"--bind={Path(host).resolve()}:{inside}" for host, inside in self.binds]
+        cmd += _compose_plugin_bind()
         cmd += [f"--inaccessible={path}" for path in self.hidden]
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(

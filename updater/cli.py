@@ -12,14 +12,11 @@ from collections.abc import Callable, Sequence
 from enum import IntEnum
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import Protocol, TextIO
 
 from updater import __version__, config
 from updater.errors import ConfigError, Interrupted, LockHeld, UpdaterError
 from updater.outputs.log import setup as setup_logging
-
-if TYPE_CHECKING:
-    from updater.decisions.checked import Checked
 
 log = logging.getLogger("updater")
 
@@ -90,13 +87,14 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def _check(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     from updater.commands.check import check
     from updater.decisions.checked import Status
+    from updater.outputs.checktable import check_table
 
     conf = config.load(args.config)
     results = check(conf, conf.select(args.unit), args.state_dir)
     if args.json:
         _print_json([r.as_json() for r in results], out)
     else:
-        _print_check_table(results, out)
+        out.write(check_table(results))
     failed = any(r.status is Status.ERROR for r in results)
     return ExitStatus.FAILED if failed else ExitStatus.OK
 
@@ -114,12 +112,15 @@ def _run(args: argparse.Namespace, out: TextIO) -> ExitStatus:
 
 def _add(args: argparse.Namespace, out: TextIO) -> ExitStatus:
     from updater.decisions import unitcheck
-    from updater.systems import systemd
+    from updater.systems import compose, systemd
 
-    path = config.add_unit(args.config, args.name, args.image, args.container)
+    keys = {"image": args.image, "container": args.container}
+    path = config.add_unit(
+        args.config, args.name, keys | {"compose": args.compose, "project": args.project}
+    )
     log.info("%s: written to %s", args.name, path)
     units = config.load(args.config).select([args.name])
-    for warning in unitcheck.warnings_for(units, systemd.definitions)[args.name]:
+    for warning in unitcheck.warnings_for(units, systemd.definitions, compose.services)[args.name]:
         log.warning("%s: warning: %s", args.name, warning)
     return ExitStatus.OK
 
@@ -218,39 +219,6 @@ def _print_json(items: list[dict[str, object]] | dict[str, object], out: TextIO)
     out.write(json.dumps(items, indent=2) + "\n")
 
 
-def _print_check_table(results: Sequence[Checked], out: TextIO) -> None:
-    grouped = any(r.unit.group for r in results)  # a GROUP column only where groups are
-    rows = [("UNIT", "IMAGE", "STATUS", "RUNNING", "REMOTE", *(["GROUP"] if grouped else []))]
-    errors = []
-    for r in results:
-        data = r.as_json()
-        rows.append(
-            (
-                str(data["unit"]),
-                str(data["image"]),
-                str(data["status"]),
-                _short(data["running_digest"]),
-                _short(data["remote_digest"]) + (f" ({r.tag})" if r.unit.policy.follow else ""),
-                *([r.unit.group or "-"] if grouped else []),
-            )
-        )
-        if data["error"]:
-            errors.append(f"{data['unit']}: {data['error']}")
-        errors += [f"{r.unit.name}: warning: {warning}" for warning in r.warnings]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        out.write("\n")
-    for line in errors:
-        out.write(f"\n{line}")
-    if errors:
-        out.write("\n")
-
-
-def _short(digest: object) -> str:
-    return str(digest)[:19] if digest else "-"
-
-
 def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The command line. Of the commands, only the one `argv` names is built when it names one
     plainly: `updater run` every minute pays for one of them, not for all (~2 ms of argparse)."""
@@ -330,8 +298,10 @@ def _selection(sub: argparse.ArgumentParser) -> None:
 
 def _add_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("name", metavar="UNIT")
-    sub.add_argument("--image", required=True, metavar="REF")
+    sub.add_argument("--image", metavar="REF")
     sub.add_argument("--container", metavar="NAME")
+    sub.add_argument("--compose", metavar="FILE", help="the compose file the unit runs")
+    sub.add_argument("--project", metavar="NAME", help="its project name, when not compose's own")
 
 
 def _unit(sub: argparse.ArgumentParser) -> None:

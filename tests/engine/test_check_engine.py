@@ -28,6 +28,7 @@ def test_current(cli, app, registry):
         "running_digest": digest,
         "remote_digest": digest,
         "tag": app.ref.rsplit(":", 1)[1],
+        "group": None,
         "status": "current",
         "error": None,
     }

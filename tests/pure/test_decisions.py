@@ -93,7 +93,7 @@ def unit_state(invocation="new", active="active", restarts=0, load="loaded"):
 
 
 def expectation(timeout=10.0, settle=3.0):
-    return Expectation("img-new", "old", 0, timeout, settle)
+    return Expectation({"app": "img-new"}, "old", 0, timeout, settle)
 
 
 def run_verify(script, **kw):
@@ -105,8 +105,8 @@ def run_verify(script, **kw):
 def test_healthy_after_coming_up_and_settling():
     def script(now):
         if now < 2:
-            return Observation(unit_state(), None)
-        return Observation(unit_state(), container())
+            return Observation(unit_state(), {"app": None})
+        return Observation(unit_state(), {"app": container()})
 
     verdict, elapsed = run_verify(script)
     assert verdict.healthy and 5.0 <= elapsed < 5.6
@@ -114,7 +114,9 @@ def test_healthy_after_coming_up_and_settling():
 
 def test_waits_for_healthcheck():
     def script(now):
-        return Observation(unit_state(), container(health="starting" if now < 4 else "healthy"))
+        return Observation(
+            unit_state(), {"app": container(health="starting" if now < 4 else "healthy")}
+        )
 
     verdict, elapsed = run_verify(script)
     assert verdict.healthy and elapsed >= 7
@@ -123,10 +125,13 @@ def test_waits_for_healthcheck():
 @pytest.mark.parametrize(
     ("observation", "reason"),
     [
-        (Observation(unit_state(active="failed"), None), "unit is failed"),
-        (Observation(unit_state(load="not-found"), None), "unit is not-found"),
-        (Observation(unit_state(restarts=1), container()), "the service crashes"),
-        (Observation(unit_state(), container(health="unhealthy")), "HEALTHCHECK reports unhealthy"),
+        (Observation(unit_state(active="failed"), {"app": None}), "unit is failed"),
+        (Observation(unit_state(load="not-found"), {"app": None}), "unit is not-found"),
+        (Observation(unit_state(restarts=1), {"app": container()}), "the service crashes"),
+        (
+            Observation(unit_state(), {"app": container(health="unhealthy")}),
+            "HEALTHCHECK reports unhealthy",
+        ),
     ],
 )
 def test_fails_fast(observation, reason):
@@ -137,11 +142,11 @@ def test_fails_fast(observation, reason):
 @pytest.mark.parametrize(
     "stuck",
     [
-        Observation(unit_state(invocation="old"), container()),  # never restarted
-        Observation(unit_state(), container(image_id="img-old")),  # old image
-        Observation(unit_state(active="activating"), container()),
-        Observation(unit_state(), container(running=False)),
-        Observation(unit_state(), container(health="starting")),
+        Observation(unit_state(invocation="old"), {"app": container()}),  # never restarted
+        Observation(unit_state(), {"app": container(image_id="img-old")}),  # old image
+        Observation(unit_state(active="activating"), {"app": container()}),
+        Observation(unit_state(), {"app": container(running=False)}),
+        Observation(unit_state(), {"app": container(health="starting")}),
     ],
 )
 def test_times_out_when_never_up(stuck):
@@ -153,16 +158,19 @@ def test_times_out_when_never_up(stuck):
 @pytest.mark.parametrize(
     ("later", "reason"),
     [
-        (Observation(unit_state(invocation="newer"), container()), "new InvocationID"),
-        (Observation(unit_state(restarts=1), container()), "NRestarts rose"),
-        (Observation(unit_state(), container(cid="c2")), "container was replaced"),
-        (Observation(unit_state(), container(started="t2", restarts=1)), "container restarted"),
-        (Observation(unit_state(), container(running=False)), "went down"),
+        (Observation(unit_state(invocation="newer"), {"app": container()}), "new InvocationID"),
+        (Observation(unit_state(restarts=1), {"app": container()}), "NRestarts rose"),
+        (Observation(unit_state(), {"app": container(cid="c2")}), "container was replaced"),
+        (
+            Observation(unit_state(), {"app": container(started="t2", restarts=1)}),
+            "container restarted",
+        ),
+        (Observation(unit_state(), {"app": container(running=False)}), "went down"),
     ],
 )
 def test_restart_while_settling_is_unhealthy(later, reason):
     def script(now):
-        return Observation(unit_state(), container()) if now < 2 else later
+        return Observation(unit_state(), {"app": container()}) if now < 2 else later
 
     verdict, _ = run_verify(script)
     assert not verdict.healthy and reason in verdict.reason

@@ -3,14 +3,13 @@ when one member's failure undoes the others, what `check` shows. Pure: no engine
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from updater.cli import _print_check_table, main
+from updater.cli import main
 from updater.config import Group, Policy, Unit, load
 from updater.decisions.checked import Checked, Status
 from updater.decisions.groups import batches, moved, not_healthy, to_retry, waits_with
@@ -18,6 +17,7 @@ from updater.decisions.plan import Deploy
 from updater.errors import ConfigError
 from updater.models.outcome import Outcome, Report
 from updater.models.reference import parse
+from updater.outputs.checktable import check_table
 from updater.systems.engine import Image
 from updater.systems.state.codec import _entry, _record
 from updater.systems.state.records import Failure, Hold, Pending, Record
@@ -103,7 +103,7 @@ def test_a_group_defined_twice_names_both_files(tmp_path):
 
 def unit(name: str, group: str | None = None, mode: str = "auto") -> Unit:
     ref = parse(f"127.0.0.1:5000/{name}:prod")
-    return Unit(f"{name}.service", ref, name, Policy(mode=mode), Path("/c.toml"), group)
+    return Unit(f"{name}.service", ref, name, Policy(mode=mode), Path("/c.toml"), group=group)
 
 
 def checked(u: Unit, status: Status = Status.UPDATE_AVAILABLE, remote: str | None = NEW) -> Checked:
@@ -183,14 +183,12 @@ def test_the_failure_s_cause_survives_the_state_file():
 def test_check_shows_the_group_in_json_and_table():
     a, b = checked(unit("a", "shop"), Status.CURRENT), checked(unit("b"), Status.CURRENT)
     assert a.as_json()["group"] == "shop" and b.as_json()["group"] is None
-    out = io.StringIO()
-    _print_check_table([a, b], out)
-    header, first, second = out.getvalue().splitlines()
+    header, first, second = check_table([a, b]).splitlines()
     assert header.split()[-1] == "GROUP"
     assert first.split()[-1] == "shop" and second.split()[-1] == "-"
-    out = io.StringIO()
-    _print_check_table([replace(b, unit=unit("b"))], out)
-    assert "GROUP" not in out.getvalue()  # no groups configured: the table as it was
+    assert "GROUP" not in check_table(
+        [replace(b, unit=unit("b"))]
+    )  # no groups configured: the table as it was
 
 
 def test_remove_refuses_a_unit_a_group_still_names(tmp_path, capsys):

@@ -127,7 +127,7 @@ def probe_failing_until(until: float, clock: Clock, asked: list[float]):
 
 
 def up(now):
-    return Observation(unit_state(), container() if now >= 1 else None)
+    return Observation(unit_state(), {"app": container() if now >= 1 else None})
 
 
 def test_the_probe_is_asked_only_once_the_unit_is_up_and_at_every_settling_observation():

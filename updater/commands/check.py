@@ -35,10 +35,12 @@ def check(config: Config, units: Sequence[Unit], state_dir: Path) -> list[Checke
     records = State.load(state_dir, set_aside=False)
     with connected(config, state_dir, keep_tokens=False) as clients:
         from updater.decisions import unitcheck  # the run never reads unit definitions
-        from updater.systems import systemd
+        from updater.systems import compose, systemd
 
         with ThreadPoolExecutor(1) as reader:  # systemctl show overlaps the registry's answers
-            found = reader.submit(unitcheck.warnings_for, units, systemd.definitions)
+            found = reader.submit(
+                unitcheck.warnings_for, units, systemd.definitions, compose.services
+            )
             checked = check_all(units, clients)
         warnings = found.result()
         return [
@@ -62,24 +64,28 @@ def check_all(units: Sequence[Unit], clients: Clients) -> list[Checked]:
 
 
 def check_unit(unit: Unit, clients: Clients) -> Checked:
+    if unit.compose is not None:
+        from updater.commands.compose import check_compose
+
+        return check_compose(unit, clients, check_unit)
     engine = clients.engine
     container: Container | None = None
     image: Image | None = None
-    tag = unit.image.tag
+    tag = unit.ref.tag
     try:
         container = engine.container(unit.container)
         if container is not None and container.running:
             image = engine.image(container.image_id)
-        remote = unit.image.digest  # a pinned reference is the desired state: no request
+        remote = unit.ref.digest  # a pinned reference is the desired state: no request
         if image is not None and needs_remote(unit, container, image):
             if unit.policy.follow:
-                tags = clients.registries.tags(unit.image)
+                tags = clients.registries.tags(unit.ref)
                 tag = followed_tag(unit, unit.policy.follow, tags)
             remote = _tag_digest(unit, tag, image, clients)
-        if image is not None and remote is not None and image.unconfirmed_for(unit.image):
+        if image is not None and remote is not None and image.unconfirmed_for(unit.ref):
             # The containerd store: the registry tells pulled from built here (for a pin too).
             image = image.confirmed(
-                unit.image, remote, partial(clients.registries.has_manifest, unit.image)
+                unit.ref, remote, partial(clients.registries.has_manifest, unit.ref)
             )
     except UpdaterError as err:
         return Checked(
@@ -97,11 +103,11 @@ def _tag_digest(unit: Unit, tag: str | None, image: Image, clients: Clients) -> 
     """
     registries = clients.registries
     try:
-        return registries.digest(replace(unit.image, tag=tag))
+        return registries.digest(replace(unit.ref, tag=tag))
     except ManifestUnknown:
-        unconfirmed = image.unconfirmed_for(unit.image)
-        if image.digests_for(unit.image) or any(
-            registries.has_manifest(unit.image, digest) for digest in unconfirmed
+        unconfirmed = image.unconfirmed_for(unit.ref)
+        if image.digests_for(unit.ref) or any(
+            registries.has_manifest(unit.ref, digest) for digest in unconfirmed
         ):
             raise
         return None
@@ -113,17 +119,16 @@ def followed_tag(unit: Unit, follow: Follow, tags: list[str]) -> str:
     if chosen is None:
         left_out = "" if unit.policy.prereleases else ", pre-releases left out"
         raise RegistryError(
-            f"no tag of {unit.image.repository} matches {follow} "
-            f"({len(tags)} tags listed{left_out})"
+            f"no tag of {unit.ref.repository} matches {follow} ({len(tags)} tags listed{left_out})"
         )
     return chosen
 
 
 def needs_remote(unit: Unit, container: Container | None, image: Image | None) -> bool:
     """Only a running container on a digest from the configured repository costs a HEAD."""
-    if unit.image.pinned or container is None or not container.running or image is None:
+    if unit.ref.pinned or container is None or not container.running or image is None:
         return False
-    return bool(image.digests_for(unit.image) or image.unconfirmed_for(unit.image))
+    return bool(image.digests_for(unit.ref) or image.unconfirmed_for(unit.ref))
 
 
 def decide(
@@ -134,13 +139,13 @@ def decide(
     A pinned reference is the desired state: `pinned` when the container runs the pin,
     `update-available` when it runs another digest.
     """
-    remote = unit.image.digest or remote
-    digests = image.digests_for(unit.image) if image else []
+    remote = unit.ref.digest or remote
+    digests = image.digests_for(unit.ref) if image else []
     running = remote if remote in digests else (digests[0] if digests else None)
     if container is None or not container.running or image is None:
         return Status.NOT_RUNNING, None
     if not digests:
         return Status.LOCAL_IMAGE, None
     if remote in digests:
-        return (Status.PINNED if unit.image.pinned else Status.CURRENT), running
+        return (Status.PINNED if unit.ref.pinned else Status.CURRENT), running
     return Status.UPDATE_AVAILABLE, running

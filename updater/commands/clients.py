@@ -18,6 +18,7 @@ from updater.systems.registry import Registries, tokens
 class Clients:
     engine: Engine
     registries: Registries
+    config: Config | None = None  # its `[registries]` settings name a compose service's policy
 
 
 @contextmanager
@@ -28,7 +29,7 @@ def connected(config: Config, state_dir: Path, *, keep_tokens: bool) -> Iterator
     registries = Registries(config.registry, docker_config, cache=tokens.load(state_dir))
     engine = Engine(docker_config=config.docker_config, credentials=docker_config)
     try:
-        yield Clients(engine, registries)
+        yield Clients(engine, registries, config)
     finally:
         engine.close()
         registries.close()

@@ -141,7 +141,10 @@ def rollback(config: Config, name: str, to: str | None, state_dir: Path) -> Repo
         state = State.load(state_dir)
         engine = Engine()
         try:
-            checked, step = _rollback_target(engine, unit, state, to)
+            if unit.compose is not None:
+                checked, step = _stack_target(engine, unit, state, to)
+            else:
+                checked, step = _rollback_target(engine, unit, state, to)
             report = deploy(checked, step, Host(engine, state))
             return _after_rollback(state, checked, report)
         finally:
@@ -162,12 +165,12 @@ def _rollback_target(
     digest = to or _kept_digest(target, unit)
     if digest is None:
         raise ConfigError(
-            f"{unit.name}: image {target.id[:19]} has no digest from {unit.image.repository}; "
+            f"{unit.name}: image {target.id[:19]} has no digest from {unit.ref.repository}; "
             "nothing done"
         )
     # The containerd store confirms a digest only with the registry, which a rollback never
     # asks: what runs is named in the repository, and that name's digest is what it runs.
-    running = current.digests_for(unit.image) or current.unconfirmed_for(unit.image)
+    running = current.digests_for(unit.ref) or current.unconfirmed_for(unit.ref)
     away = running[0] if running else None
     checked = Checked(
         unit, Status.UPDATE_AVAILABLE, away, digest, container=container, running_image=current
@@ -175,19 +178,33 @@ def _rollback_target(
     return checked, Deploy(digest, current.id, away)
 
 
+def _stack_target(
+    engine: Engine, unit: Unit, state: State, to: str | None
+) -> tuple[Checked, Deploy]:
+    """A compose unit goes back to the stack kept before its last update."""
+    if to is not None:
+        raise ConfigError(
+            f"--to: {unit.name} runs a compose project, which goes back to the stack kept "
+            f"before its last update: updater rollback {unit.name}"
+        )
+    from updater.commands.compose import rollback_target
+
+    return rollback_target(engine, unit, state.record(unit.name).superseded, _kept_digest)
+
+
 def _kept_digest(image: Image, unit: Unit) -> str | None:
     """The digest a kept image was deployed from; on the containerd store, where the image
     the tag left keeps no name, the digest of its manifest (a unit never leaves a local one)."""
-    digests = image.digests_for(unit.image)
+    digests = image.digests_for(unit.ref)
     return digests[0] if digests else image.manifest
 
 
 def _target_image(engine: Engine, unit: Unit, state: State, to: str | None) -> Image:
     if to is not None:
-        image = engine.image(f"{unit.image.repository}@{to}")
+        image = engine.image(f"{unit.ref.repository}@{to}")
         if image is None:
             raise ConfigError(
-                f"{unit.name}: the engine has no image {unit.image.repository}@{to}; "
+                f"{unit.name}: the engine has no image {unit.ref.repository}@{to}; "
                 "nothing to roll back to (the updater never pulls for a rollback)"
             )
         return image

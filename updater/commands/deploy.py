@@ -13,114 +13,29 @@ meanwhile waits for the proof (a logind delay inhibitor, `updater.systems.reboot
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+from updater.commands.compose import clean_up_stacks, fetch_services, undo_moves
 from updater.commands.host import Host
 from updater.config import Unit
 from updater.decisions.checked import Checked, report_of
 from updater.decisions.fault import Fault, InFlight, Surroundings, blame, excuse
 from updater.decisions.health import Expectation, Observation, Probe, Verdict, verify
 from updater.decisions.plan import Deploy
-from updater.errors import EngineError, SystemdError, UpdaterError
+from updater.errors import EngineError, SystemdError
 from updater.models.outcome import Outcome, Report
+from updater.models.reference import parse
 from updater.outputs.history import now
+from updater.outputs.progress import pull_progress
 from updater.systems import systemd
-from updater.systems.engine import Engine, Image
+from updater.systems.engine import Container, Engine, Image
 from updater.systems.reboot import inhibited
 from updater.systems.state.records import Failure, Pending
-
-if TYPE_CHECKING:
-    from updater.commands.rollout import Evidence, Rollout, Telling
 
 log = logging.getLogger("updater")
 
 PROBE_TIMEOUT = 10.0  # seconds one health_url or health_command probe may take
-
-
-def in_fleet(checked: Checked, step: Deploy, host: Host, rollout: Rollout) -> Report:
-    """The update as one host of a group: a slot first (or why not now), confirmed before the
-    restart, the verdict published, the slot given back. No store: no update (fail closed)."""
-    from updater.commands.rollout import LostSlot, Slot
-    from updater.models.fleet import FailedElsewhere, Wait
-
-    unit = checked.unit
-    try:
-        found = rollout.admit(unit, step.digest, step.from_digest)
-    except UpdaterError as err:
-        why = f"fleet: {err}; not updating, {unit.name} keeps what it runs"
-        return report_of(checked, Outcome.FAILED, why)
-    match found:
-        case Wait(reason):
-            return report_of(checked, Outcome.SKIPPED, f"{step.digest}: {reason}")
-        case FailedElsewhere(other, at, reason):
-            why = f"failed on {other}: {reason}"
-            host.state.mark_failed(unit.name, Failure(step.digest, at or now(), why))
-            return report_of(
-                checked, Outcome.SKIPPED, f"{step.digest} {why}; waiting for a new digest"
-            )
-    assert isinstance(found, Slot)
-    early: list[Telling] = []
-
-    def on_failure(failure: Failure) -> None:
-        # Told as the rollback starts, not after its proof: no other host takes a slot for the
-        # digest meanwhile, and the slot gets a new term to cover the rollback.
-        early.append(rollout.tell_early(found, _evidence(unit.name, step.digest, failure)))
-
-    try:
-        report = deploy(checked, step, host, lambda: rollout.confirm(found), on_failure)
-        # Told while the slot is held: freed first, it would let a second canary in (no proof
-        # yet), or another host pull a digest whose failure marker is not written yet.
-        return report if early else publish_evidence(checked, report, host, step.digest)
-    except LostSlot as err:
-        return report_of(checked, Outcome.SKIPPED, f"{err}; {step.digest} is pulled for next time")
-    finally:
-        for telling in early:
-            if (refused := telling.wait()) is not None:
-                _queue_evidence(host, telling.verdict, refused)
-        if host.state.record(unit.name).pending is None:  # else its lease covers the proof left
-            rollout.release(found)
-
-
-def publish_evidence(checked: Checked, report: Report, host: Host, digest: str) -> Report:
-    """Publish what a fleet unit's update proved about `digest` to the group; never changes
-    the report."""
-    unit = report.unit
-    if host.rollout is None or not checked.unit.policy.fleet:
-        return report
-    failure = host.state.record(unit).failed_digest(digest)
-    if report.outcome is Outcome.UPDATED:
-        _publish(host, unit, digest)
-    elif failure is not None:
-        _publish(host, unit, digest, failure)
-    return report
-
-
-def _publish(host: Host, unit: str, digest: str, failure: Failure | None = None) -> None:
-    """Tell the group `digest` is proven here (no failure) or failed, never waiting for the
-    store."""
-    assert host.rollout is not None
-    verdict = _evidence(unit, digest, failure)
-    try:
-        host.rollout.publish(verdict)
-    except UpdaterError as err:
-        _queue_evidence(host, verdict, err)
-
-
-def _evidence(unit: str, digest: str, failure: Failure | None) -> Evidence:
-    from updater.commands.rollout import Evidence
-
-    if failure is None:
-        return Evidence(unit, digest, True, at=now())
-    return Evidence(unit, digest, False, failure.reason, failure.at)
-
-
-def _queue_evidence(host: Host, verdict: Evidence, err: UpdaterError) -> None:
-    """A verdict the store did not take: in the state file, for a later run to publish."""
-    log.warning("%s: fleet: %s; the verdict is published by a later run", verdict.unit, err)
-    host.state.queue_verdict(verdict.unit, verdict.as_dict())
 
 
 def deploy(
@@ -138,7 +53,11 @@ def deploy(
     if before.load_state != "loaded":
         why = f"unit {unit.name} is {before.load_state or 'unknown'} to systemd; nothing done"
         return report_of(checked, Outcome.FAILED, why)
-    new = _fetch(host.engine, unit, step.digest)
+    if unit.compose is not None:  # each service whose tag moved; the stack's digests
+        moves = fetch_services(checked, host, _fetch)
+        to_image = step.digest
+    else:
+        moves, to_image = (), _fetch(host.engine, unit, step.digest).id
     veto = _pre_update(unit, step.from_digest, step.digest)
     if veto is not None:  # nothing touched, no digest marked: the next run asks the hook again
         log.error("%s: %s", unit.name, veto)
@@ -146,13 +65,19 @@ def deploy(
     if before_restart is not None:  # after the hook: a long one must not outlast the slot
         before_restart()
     pending = Pending(
-        step.from_image, step.from_digest, new.id, step.digest, before.invocation_id, now()
+        step.from_image,
+        step.from_digest,
+        to_image,
+        step.digest,
+        before.invocation_id,
+        now(),
+        moves,
     )
     host.state.begin(unit.name, pending)  # before the service is touched: a resume starts here
     with inhibited(f"{unit.name}: restarting onto {step.digest} and proving it"):
-        host.engine.tag(new.id, unit.image)
+        _point_tags(host, unit, pending)
         log.info("%s: restarting onto %s", unit.name, step.digest)
-        verdict = _restart_and_verify(host, unit, new.id)
+        verdict = _restart_and_verify(host, unit, _images(unit, pending))
         return keep_or_roll_back(checked, pending, verdict, host, on_failure)
 
 
@@ -199,8 +124,8 @@ def roll_back(checked: Checked, pending: Pending, failure: Failure, host: Host) 
     """Tag the old image back, restart onto it and prove it the same way."""
     unit = checked.unit
     log.warning("%s: rolling back to %s", unit.name, pending.from_image[:19])
-    host.engine.tag(pending.from_image, unit.image)
-    verdict = _restart_and_verify(host, unit, pending.from_image)
+    _point_tags(host, unit, pending, back=True)
+    verdict = _restart_and_verify(host, unit, _images(unit, pending, back=True))
     host.state.end(unit.name)
     error = f"not healthy: {failure.reason}"
     if not verdict.healthy:
@@ -216,16 +141,23 @@ def undo(checked: Checked, moved: Deploy, host: Host, failure: Failure) -> Repor
     Recorded first as a rollback in flight, so a run cut short here is finished by the next."""
     unit = checked.unit
     log.warning("%s: rolling back from %s: %s", unit.name, moved.digest, failure.reason)
-    running = host.engine.container(unit.container)
-    to_image = running.image_id if running else ""
     before = systemd.state(unit.name).invocation_id
-    pending = Pending(moved.from_image, moved.from_digest, to_image, moved.digest, before, now())
+    if unit.compose is not None:  # the stack it ran before: the newest one kept
+        kept = host.state.record(unit.name).superseded
+        moves = undo_moves(host.engine, unit, kept[0] if kept else "")
+        pending = Pending(
+            moved.from_image, moved.from_digest, moved.digest, moved.digest, before, now(), moves
+        )
+    else:
+        running = host.engine.container(unit.container)
+        to_image = running.image_id if running else ""
+        old = _earlier_image(host.engine, unit, moved)
+        pending = Pending(old.id, moved.from_digest, to_image, moved.digest, before, now())
     host.state.begin(unit.name, pending)
     host.state.mark_failed(unit.name, failure)
     with inhibited(f"{unit.name}: rolling back from {moved.digest}"):
-        old = _earlier_image(host.engine, unit, moved)
-        host.engine.tag(old.id, unit.image)
-        verdict = _restart_and_verify(host, unit, old.id)
+        _point_tags(host, unit, pending, back=True)
+        verdict = _restart_and_verify(host, unit, _images(unit, pending, back=True))
     host.state.end(unit.name)
     if not verdict.healthy:
         error = f"{failure.reason}; after rollback still not healthy: {verdict.reason}"
@@ -247,15 +179,31 @@ def _earlier_image(engine: Engine, unit: Unit, moved: Deploy) -> Image:
 
 def _fetch(engine: Engine, unit: Unit, digest: str) -> Image:
     """The image `repo@digest`, pulled only when the engine does not have it yet."""
-    present = engine.image(f"{unit.image.repository}@{digest}")
+    present = engine.image(f"{unit.ref.repository}@{digest}")
     if present:
         log.info("%s: %s is already present; not pulling", unit.name, digest)
         return present
     start = time.monotonic()
-    image = engine.pull(unit.image, digest, _progress(unit.name))
+    image = engine.pull(unit.ref, digest, pull_progress(unit.name))
     seconds = time.monotonic() - start
     log.info("%s: pulled %s (%.1f MB in %.1f s)", unit.name, digest, image.size / 1e6, seconds)
     return image
+
+
+def _point_tags(host: Host, unit: Unit, pending: Pending, back: bool = False) -> None:
+    """Point the tag (each moved service's) at the new image, or `back` at the old one."""
+    if not pending.services:
+        host.engine.tag(pending.from_image if back else pending.to_image, unit.ref)
+    for move in pending.services:
+        if move.moved:
+            host.engine.tag(move.from_image if back else move.to_image, parse(move.image))
+
+
+def _images(unit: Unit, pending: Pending, back: bool = False) -> dict[str, str]:
+    """Each container the proof watches, and the image it must run."""
+    if not pending.services:
+        return {unit.container: pending.from_image if back else pending.to_image}
+    return {m.container: m.from_image if back else m.to_image for m in pending.services}
 
 
 def _pre_update(unit: Unit, from_digest: str | None, to_digest: str) -> str | None:
@@ -273,7 +221,7 @@ def _pre_update(unit: Unit, from_digest: str | None, to_digest: str) -> str | No
     return f"pre_update {hook[0]} {ran.describe()}; nothing restarted"
 
 
-def _restart_and_verify(host: Host, unit: Unit, image_id: str) -> Verdict:
+def _restart_and_verify(host: Host, unit: Unit, images: dict[str, str]) -> Verdict:
     before = systemd.state(unit.name)
     try:
         systemd.restart(unit.name, timeout=unit.policy.health_timeout)
@@ -281,14 +229,14 @@ def _restart_and_verify(host: Host, unit: Unit, image_id: str) -> Verdict:
         _unless_the_image(err.ended, str(err), _engine_silence(host, unit))
         return Verdict(False, str(err))
     after = systemd.state(unit.name)
-    return _verify(host, unit, _expectation(unit, image_id, before.invocation_id, after.n_restarts))
+    return _verify(host, unit, _expectation(unit, images, before.invocation_id, after.n_restarts))
 
 
 def _reverify(host: Host, unit: Unit, pending: Pending) -> Verdict:
     """Prove an update an earlier run restarted onto, against the unit as it is now."""
     now = systemd.state(unit.name)
     return _verify(
-        host, unit, _expectation(unit, pending.to_image, pending.invocation, now.n_restarts)
+        host, unit, _expectation(unit, _images(unit, pending), pending.invocation, now.n_restarts)
     )
 
 
@@ -297,7 +245,8 @@ def _verify(host: Host, unit: Unit, expect: Expectation) -> Verdict:
     containers, a shutdown stops the unit) is raised instead, so the update stays in flight."""
     outages: list[EngineError] = []
     try:
-        verdict = verify(expect, _observer(host.engine, unit, outages), probe=_probe(unit))
+        observe = _observer(host.engine, unit, list(expect.images), outages)
+        verdict = verify(expect, observe, probe=_probe(unit))
     except SystemdError as err:  # systemd no longer answers under the proof: never the image's
         _unless_the_image(systemd.JobEnd.DISCONNECTED, str(err), None)
         raise
@@ -327,16 +276,20 @@ def _engine_silence(host: Host, unit: Unit) -> str | None:
     return None
 
 
-def _observer(engine: Engine, unit: Unit, outages: list[EngineError]) -> Callable[[], Observation]:
+def _observer(
+    engine: Engine, unit: Unit, names: list[str], outages: list[EngineError]
+) -> Callable[[], Observation]:
     def observe() -> Observation:
-        try:
-            container = engine.container(unit.container)
-        except EngineError as err:  # dockerd stopped or restarting: not up, and no verdict
-            if not outages:
-                log.warning("%s: %s", unit.name, err)
-            outages.append(err)
-            container = None
-        return Observation(systemd.state(unit.name), container)
+        containers: dict[str, Container | None] = {}
+        for name in names:
+            try:
+                containers[name] = engine.container(name)
+            except EngineError as err:  # dockerd stopped or restarting: not up, and no verdict
+                if not outages:
+                    log.warning("%s: %s", unit.name, err)
+                outages.append(err)
+                containers[name] = None
+        return Observation(systemd.state(unit.name), containers)
 
     return observe
 
@@ -363,6 +316,8 @@ def _probe(unit: Unit) -> Probe | None:
 
 def _clean_up(host: Host, unit: Unit, pending: Pending) -> list[str]:
     """Remove superseded images beyond `keep_images`; the ones kept for rollback, newest first."""
+    if pending.services:
+        return clean_up_stacks(host, unit, pending)
     earlier = host.state.record(unit.name).superseded
     images = list(dict.fromkeys(i for i in (pending.from_image, *earlier) if i != pending.to_image))
     keep, drop = images[: unit.policy.keep_images], images[unit.policy.keep_images :]
@@ -374,27 +329,13 @@ def _clean_up(host: Host, unit: Unit, pending: Pending) -> list[str]:
     return keep
 
 
-def _expectation(unit: Unit, image_id: str, old_invocation: str, n_restarts: int) -> Expectation:
+def _expectation(
+    unit: Unit, images: dict[str, str], old_invocation: str, n_restarts: int
+) -> Expectation:
     return Expectation(
-        image_id=image_id,
+        images=images,
         old_invocation=old_invocation,
         n_restarts=n_restarts,
         timeout=unit.policy.health_timeout,
         settle=unit.policy.settle,
     )
-
-
-def _progress(unit: str) -> Callable[[dict[str, Any]], None]:
-    """Pull progress on a terminal; nothing in the journal (one line after the pull)."""
-    tty = sys.stderr.isatty()
-    layers: dict[str, str] = {}
-
-    def show(event: dict[str, Any]) -> None:
-        if not tty or "id" not in event:
-            return
-        layers[event["id"]] = event.get("status", "")
-        done = sum(1 for s in layers.values() if s in ("Pull complete", "Already exists"))
-        sys.stderr.write(f"\r{unit}: pulling, {done}/{len(layers)} layers done")
-        sys.stderr.flush()
-
-    return show

@@ -68,7 +68,8 @@ def _undo(
     done: list[tuple[Checked, Deploy]], reason: str, cause: str, host: Host
 ) -> dict[str, Report]:
     """Roll back, newest first, what the group's members moved to in this run."""
-    from updater.commands.deploy import publish_evidence, undo
+    from updater.commands.deploy import undo
+    from updater.commands.fleethost import publish_evidence
 
     reports = {}
     for item, step in reversed(done):

@@ -174,9 +174,10 @@ def _changes(units: Sequence[Unit], reports: Sequence[Report], engine: Engine) -
     from updater.outputs.revision import change  # only for runs that notify
 
     found = {}
-    repositories = {u.name: u.image.repository for u in units}
+    repositories = {u.name: u.image.repository for u in units if u.image is not None}
     for r in reports:
-        if r.outcome not in (Outcome.UPDATED, Outcome.ROLLED_BACK) or not r.from_digest:
+        went = r.outcome in (Outcome.UPDATED, Outcome.ROLLED_BACK)
+        if not went or not r.from_digest or r.unit not in repositories:  # compose: no revisions
             continue
         try:
             old = engine.image(f"{repositories[r.unit]}@{r.from_digest}")

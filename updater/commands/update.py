@@ -32,7 +32,8 @@ def update(checked: Checked, host: Host) -> Report:
     if isinstance(step, Leave):
         return report_of(checked, step.outcome, step.reason)
     # Here, not at the top: only a unit that moves pays for systemctl and the health proof.
-    from updater.commands.deploy import deploy, finish_rollback, in_fleet, publish_evidence, resume
+    from updater.commands.deploy import deploy, finish_rollback, resume
+    from updater.commands.fleethost import in_fleet, publish_evidence
 
     try:
         match step:
@@ -87,8 +88,10 @@ def _reboot_coming(checked: Checked, digest: str) -> Report | None:
 
 def _held_back(checked: Checked, record: Record, host: Host) -> Report | None:
     """What a new digest's minimum age or signature says, when it keeps the digest back."""
-    policy, digest = checked.unit.policy, checked.remote_digest
-    if (not policy.min_age and policy.verify is None) or host.registries is None or not digest:
+    digest = checked.remote_digest
+    policies = [s.unit.policy for s in checked.moves()] or [checked.unit.policy]
+    gated = any(p.min_age or p.verify is not None for p in policies)
+    if not gated or host.registries is None or not digest:
         return None
     from updater.commands import gates  # only for units with such a policy
 

@@ -13,6 +13,7 @@ from updater.config.schema import (
     MANUAL,
     MODES,
     NOTIFY,
+    Compose,
     Config,
     Fleet,
     Group,
@@ -25,6 +26,7 @@ from updater.config.values import duration
 
 __all__ = [
     "AUTO",
+    "Compose",
     "MANUAL",
     "MODES",
     "NOTIFY",

@@ -18,13 +18,18 @@ def unit_file(main: Path, name: str) -> Path:
     return config_d(main) / f"{name}.toml"
 
 
-def add_unit(main: Path, name: str, image: str, container: str | None) -> Path:
-    """Write config.d/NAME.toml, after validating the whole configuration as a run would read it."""
+def add_unit(main: Path, name: str, keys: dict[str, str | None]) -> Path:
+    """Write config.d/NAME.toml with the unit's keys given (`image` and `container`, or
+    `compose` and `project`), after validating the whole configuration as a run reads it."""
     import tomli_w
 
-    table: dict[str, Any] = {"image": image}
-    if container is not None:
-        table["container"] = container
+    table: dict[str, Any] = {key: value for key, value in keys.items() if value is not None}
+    if "compose" in table and ("image" in table or "container" in table):
+        raise ConfigError("--compose: a compose unit takes no --image or --container")
+    if "project" in table and "compose" not in table:
+        raise ConfigError("--project: only with --compose FILE")
+    if "compose" not in table and "image" not in table:
+        raise ConfigError("add: give --image REF (a container) or --compose FILE (a project)")
     document = {"units": {name: table}}
     target = unit_file(main, name)
     others = [main, *sorted(p for p in config_d(main).glob("*.toml") if p != target)]

@@ -25,6 +25,7 @@ from updater.config.schema import (
     _EVENTS,
     _NOTIFY_KEYS,
     _POLICY_KEYS,
+    _PROJECT_NAME,
     _REGISTRY_KEYS,
     _TOP_KEYS,
     _TOP_VALUES,
@@ -32,6 +33,7 @@ from updater.config.schema import (
     _UNIT_NAME,
     _VERIFY_FILES,
     _VERIFY_KEYS,
+    Compose,
     Config,
     Notify,
     Policy,
@@ -199,8 +201,15 @@ def _unit(
         hint = f'; did you mean "{name}.service"?' if "." not in name else ""
         raise ConfigError(f"{path}: {where}: not a systemd service name (NAME.service){hint}")
     _reject_unknown(path, where, table, _UNIT_KEYS)
+    if "compose" in table:
+        return _compose_unit(path, name, table, defaults)
+    if "project" in table:
+        raise ConfigError(f'{path}: {where}.project: only a unit with "compose" has a project')
     if "image" not in table:
-        raise ConfigError(f'{path}: {where}: missing key "image" (the tag to follow)')
+        raise ConfigError(
+            f'{path}: {where}: missing key "image" (the tag to follow) or "compose" (the '
+            "compose file the unit runs)"
+        )
     image_text = table["image"]
     if not isinstance(image_text, str):
         raise ConfigError(f"{path}: {where}.image: must be a string like ghcr.io/acme/app:prod")
@@ -222,6 +231,30 @@ def _unit(
     if policy.follow and image.pinned:
         raise ConfigError(f"{path}: {where}.follow: a pinned image (with a digest) follows no tag")
     return Unit(name=name, image=image, container=container, policy=policy, source=path)
+
+
+def _compose_unit(path: Path, name: str, table: dict[str, Any], defaults: Policy) -> Unit:
+    """A unit that runs a compose project: each service follows the tag its `image` names."""
+    where = f'units."{name}"'
+    for key, why in (("image", "each service names its own"), ("container", "one per service")):
+        if key in table:
+            raise ConfigError(f"{path}: {where}.{key}: a compose unit has no {key} ({why})")
+    if "follow" in table:
+        raise ConfigError(
+            f"{path}: {where}.follow: a compose unit follows the tag each service's image names"
+        )
+    file = absolute_path(
+        f"{path}: {where}.compose", table["compose"], "an absolute path to a compose file"
+    )
+    project = table.get("project")
+    if project is not None and not (isinstance(project, str) and _PROJECT_NAME.fullmatch(project)):
+        raise ConfigError(
+            f"{path}: {where}.project: {_show(project)} is not a compose project name "
+            "(lower-case letters, digits, '_' and '-', starting with a letter or digit)"
+        )
+    policy = _policy(path, where, table, defaults)
+    container = name.removesuffix(".service")
+    return Unit(name, None, container, policy, path, Compose(file, project))
 
 
 def _policy(path: Path, where: str, table: dict[str, Any], base: Policy) -> Policy:

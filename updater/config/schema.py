@@ -48,15 +48,41 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Compose:
+    """The compose project a unit runs in the foreground (`docker compose -f FILE up`)."""
+
+    file: Path
+    project: str | None = None  # None: the project whose containers name `file` as their config
+
+
+@dataclass(frozen=True)
 class Unit:
-    """One systemd unit whose container follows an image tag."""
+    """One systemd unit whose container follows an image tag, or whose compose project's
+    services each follow theirs (`image` is then None; each service names its own)."""
 
     name: str
-    image: Reference
+    image: Reference | None
     container: str
     policy: Policy
     source: Path
+    compose: Compose | None = None
     group: str | None = None  # the [groups] table the unit moves with, if any
+
+    @property
+    def shown(self) -> str:
+        """What the unit follows, as reports show it: the image, or the compose file."""
+        return str(self.image) if self.image is not None else f"compose:{self.compose_file}"
+
+    @property
+    def ref(self) -> Reference:
+        """The image of a unit that runs one container (a compose unit's services have theirs)."""
+        if self.image is None:
+            raise ConfigError(f"{self.name}: a compose unit; each of its services has an image")
+        return self.image
+
+    @property
+    def compose_file(self) -> Path | None:
+        return self.compose.file if self.compose else None
 
 
 @dataclass(frozen=True)
@@ -174,7 +200,10 @@ _DEFAULTS_KEYS = {*_POLICY_KEYS, "window", "follow", "min_age", "verify"}
 _DEFAULTS_KEYS |= {"health_url", "health_command", "pre_update"}
 
 
-_UNIT_KEYS = {"image", "container"} | _DEFAULTS_KEYS
+_UNIT_KEYS = {"image", "container", "compose", "project"} | _DEFAULTS_KEYS
+
+
+_PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # as compose normalises a project's name
 
 
 _REGISTRY_KEYS = {"insecure", "ca_file", "verify"}

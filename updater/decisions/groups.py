@@ -39,6 +39,8 @@ def moved(checked: Checked, before: Record, report: Report) -> Deploy | None:
     pending = before.pending
     if pending is not None and pending.to_digest == report.to_digest:  # an earlier run's, proven
         return Deploy(pending.to_digest, pending.from_image, pending.from_digest)
+    if checked.unit.compose is not None:  # its stack digests; undone to the stack it kept
+        return Deploy(report.to_digest, report.from_digest or "", report.from_digest)
     image = checked.running_image
     return Deploy(report.to_digest, image.id, report.from_digest) if image else None
 

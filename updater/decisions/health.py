@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from updater.systems.engine import Container
@@ -18,7 +18,7 @@ Probe = Callable[[], str | None]
 @dataclass(frozen=True)
 class Observation:
     unit: UnitState
-    container: Container | None
+    containers: Mapping[str, Container | None]  # by name: the unit's one, or its project's
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,9 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Expectation:
-    """What must hold after the restart."""
+    """What must hold after the restart: each container (by name) runs its image."""
 
-    image_id: str
+    images: Mapping[str, str]
     old_invocation: str
     n_restarts: int  # NRestarts right after the restart; any rise is a crash
     timeout: float
@@ -69,28 +69,41 @@ def verify(
 
 def _failed(expect: Expectation, seen: Observation) -> str | None:
     """A sign that waiting longer cannot help."""
-    unit, container = seen.unit, seen.container
+    unit = seen.unit
     if unit.load_state != "loaded":
         return f"unit is {unit.load_state}"
     if unit.invocation_id != expect.old_invocation and unit.active_state in ("failed", "inactive"):
         return f"unit is {unit.active_state} ({unit.result})"
     if unit.n_restarts > expect.n_restarts:
         return f"unit restarted {unit.n_restarts - expect.n_restarts} time(s): the service crashes"
-    if container and container.image_id == expect.image_id and container.health == "unhealthy":
-        return "container's HEALTHCHECK reports unhealthy"
+    for name, image_id in expect.images.items():
+        container = seen.containers.get(name)
+        if container and container.image_id == image_id and container.health == "unhealthy":
+            return f"{_container(expect, name)}'s HEALTHCHECK reports unhealthy"
     return None
 
 
 def _up(expect: Expectation, seen: Observation) -> bool:
-    unit, container = seen.unit, seen.container
+    unit = seen.unit
     return (
         unit.invocation_id != expect.old_invocation
         and unit.active_state == "active"
-        and container is not None
+        and all(_runs(seen.containers.get(name), image) for name, image in expect.images.items())
+    )
+
+
+def _runs(container: Container | None, image_id: str) -> bool:
+    return (
+        container is not None
         and container.running
-        and container.image_id == expect.image_id
+        and container.image_id == image_id
         and container.health in (None, "healthy")
     )
+
+
+def _container(expect: Expectation, name: str) -> str:
+    """How a message names a container: by name only when there are several."""
+    return "container" if len(expect.images) == 1 else f"container {name}"
 
 
 def _settles(
@@ -123,18 +136,26 @@ def _change(first: Observation, seen: Observation) -> str | None:
         return "unit has a new InvocationID"
     if seen.unit.n_restarts != first.unit.n_restarts:
         return "unit's NRestarts rose"
-    a, b = first.container, seen.container
-    if a is None or b is None or a.id != b.id:
-        return "container was replaced"
-    if (a.started_at, a.restart_count) != (b.started_at, b.restart_count):
-        return "container restarted"
+    several = len(first.containers) > 1
+    for name, a in first.containers.items():
+        b = seen.containers.get(name)
+        which = f"container {name}" if several else "container"
+        if a is None or b is None or a.id != b.id:
+            return f"{which} was replaced"
+        if (a.started_at, a.restart_count) != (b.started_at, b.restart_count):
+            return f"{which} restarted"
     return None
 
 
 def _describe(seen: Observation) -> str:
-    unit, container = seen.unit, seen.container
+    unit = seen.unit
     text = f"unit {unit.active_state}/{unit.sub_state}"
-    if container is None:
-        return f"{text}, no container"
-    state = container.status + (f", {container.health}" if container.health else "")
-    return f"{text}, container {state} on image {container.image_id[:19]}"
+    several = len(seen.containers) > 1
+    for name, container in seen.containers.items():
+        which = f"container {name}" if several else "container"
+        if container is None:
+            text += f", no {which}"
+            continue
+        state = container.status + (f", {container.health}" if container.health else "")
+        text += f", {which} {state} on image {container.image_id[:19]}"
+    return text

@@ -51,11 +51,25 @@ def next_step(checked: Checked, record: Record, in_window: bool = True) -> Step:
     if record.hold:  # before all else, even an update in flight: a person said hands off
         why = f"held since {record.hold.since}: {record.hold.reason or 'no reason given'}"
         return Leave(Outcome.SKIPPED, why)
-    pending, container = record.pending, checked.container
-    if pending and container is not None and container.image_id == pending.to_image:
+    pending = record.pending
+    if pending and runs_new(checked, pending):
         failure = record.failed_digest(pending.to_digest)
         return RollBack(pending, failure) if failure else Resume(pending)
     return _for_status(checked, record, in_window)
+
+
+def runs_new(checked: Checked, pending: Pending) -> bool:
+    """Whether the unit runs what the update in flight restarted it onto (every service that
+    moved, for a compose unit)."""
+    if pending.services:
+        running = {s.unit.container: s.container for s in checked.services}
+        return all(
+            (found := running.get(move.container)) is not None and found.image_id == move.to_image
+            for move in pending.services
+            if move.moved
+        )
+    container = checked.container
+    return container is not None and container.image_id == pending.to_image
 
 
 def _for_status(checked: Checked, record: Record, in_window: bool) -> Step:
@@ -66,17 +80,28 @@ def _for_status(checked: Checked, record: Record, in_window: bool) -> Step:
         return Leave(Outcome.UNCHANGED)
     if checked.status is Status.NOT_RUNNING:
         why = f"container {unit.container} is not running; start {unit.name} first"
+        if unit.compose is not None:
+            why = f"{checked.error}; start {unit.name} first"
         return Leave(Outcome.SKIPPED, why)
     if checked.status is Status.LOCAL_IMAGE:
         why = f"container {unit.container} runs a locally built image; not replacing it"
+        if unit.compose is not None:
+            why = "no service runs an image from a registry; not replacing them"
         return Leave(Outcome.SKIPPED, why)
     approved = _approved(checked, record)
     if approved:
         remote = approved  # exactly the digest a person approved, wherever the tag is now
     elif checked.status is not Status.UPDATE_AVAILABLE:
         return Leave(Outcome.UNCHANGED)
-    if remote is None or running is None:  # an update-available check always has both
+    compose = checked.unit.compose is not None
+    if remote is None or (running is None and not compose):  # update-available checks have both
         return Leave(Outcome.FAILED, "the check found no digests to compare")
+    if compose and approved and approved != checked.remote_digest:
+        why = (
+            f"the approved stack {approved} is not what the tags name now ({checked.remote_digest})"
+            f"; approve again: updater approve {unit.name}"
+        )
+        return Leave(Outcome.SKIPPED, why)
     failed = record.failed_digest(remote)
     if failed:
         why = f"{failed.digest} failed at {failed.at} ({failed.reason}); waiting for a new digest"
@@ -88,9 +113,12 @@ def _for_status(checked: Checked, record: Record, in_window: bool) -> Step:
     if not in_window and not approved:  # a person's approval is not automatic: no window
         why = f"{remote} waits for the window ({unit.policy.window}) to open"
         return Leave(Outcome.SKIPPED, why)
-    if unit.image.tag is None:  # the restart runs what the tag names: without one, nothing moves
-        why = f"{unit.image} has no tag to point at the pinned digest; add the tag the unit runs"
+    if compose:  # the services' pins never move; their tags do
+        return Deploy(remote, checked.running_digest or "", checked.running_digest)
+    if unit.ref.tag is None:  # the restart runs what the tag names: without one, nothing moves
+        why = f"{unit.ref} has no tag to point at the pinned digest; add the tag the unit runs"
         return Leave(Outcome.SKIPPED, why)
+    assert running is not None
     return Deploy(remote, running.id, checked.running_digest)
 
 
@@ -111,8 +139,10 @@ def _approved(checked: Checked, record: Record) -> str | None:
     """The digest approved for a `manual` unit, while the container does not run it yet."""
     if checked.unit.policy.mode != MANUAL or record.approved is None:
         return None
+    if checked.unit.compose is not None:  # a stack digest
+        return None if record.approved == checked.running_digest else record.approved
     image = checked.running_image
-    runs = image.digests_for(checked.unit.image) if image else []
+    runs = image.digests_for(checked.unit.ref) if image else []
     return None if record.approved in runs else record.approved
 
 

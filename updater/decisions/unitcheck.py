@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from updater.config import Unit
+from updater.config import Compose, Unit
 from updater.errors import UpdaterError
 from updater.systems.systemd import Definition
 
@@ -27,6 +29,9 @@ _ORDERING = ("docker.socket", "docker.service")
 _VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 Reader = Callable[[Sequence[str]], list[Definition]]
+# A compose file's services as compose reads them, in the unit's environment (`docker compose
+# config`): (file, project, environment) -> {service: settings}.
+ComposeReader = Callable[[Path, str | None, Mapping[str, str]], dict[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -39,14 +44,88 @@ class DockerRun:
     image: str | None = None
 
 
-def warnings_for(units: Sequence[Unit], read: Reader) -> dict[str, tuple[str, ...]]:
-    """Each unit's warnings, from one read of all their definitions (`read` is systemd's)."""
+def warnings_for(
+    units: Sequence[Unit], read: Reader, compose: ComposeReader | None = None
+) -> dict[str, tuple[str, ...]]:
+    """Each unit's warnings, from one read of all their definitions (`read` is systemd's) and,
+    for a compose unit, of its file (`compose`)."""
     try:
         found = read([unit.name for unit in units])
     except UpdaterError as err:
         unreadable = (f"{err}; fix: run updater on the host whose systemd runs the unit",)
         return {unit.name: unreadable for unit in units}
-    return {unit.name: warnings(d, unit.container) for unit, d in zip(units, found, strict=True)}
+    said = {}
+    for unit, definition in zip(units, found, strict=True):
+        if unit.compose is not None and compose is not None:
+            said[unit.name] = compose_warnings(definition, unit.compose, compose)
+        else:
+            said[unit.name] = warnings(definition, unit.container)
+    return said
+
+
+def compose_warnings(
+    definition: Definition, settings: Compose, read: ComposeReader
+) -> tuple[str, ...]:
+    """What in a compose unit, or in its file, would defeat the updater."""
+    if definition.load_state != "loaded":
+        return (_not_loaded(definition),)
+    found = list(warnings(definition, ""))  # its ordering and ExecStartPre pulls
+    ups = [args for kind, args in map(_compose_command, definition.exec_start) if kind == "up"]
+    if not ups:
+        found.append(
+            f"ExecStart runs no `docker compose -f {settings.file} up`: the updater restarts the "
+            f"unit to bring the project up on new images; fix: ExecStart=docker compose -f "
+            f"{settings.file} up"
+        )
+    for args in ups:
+        if {"-d", "--detach"} & set(args) or any(a.startswith("--detach=t") for a in args):
+            found.append(
+                "ExecStart runs `docker compose up -d`: the client exits at once, so systemd "
+                "tracks nothing; fix: remove -d/--detach, run it in the foreground"
+            )
+        if _value(args, "--pull") == "always":
+            found.append(
+                "ExecStart runs `docker compose up --pull always`: every restart and boot pulls "
+                "the tags, skipping the health proof and bringing back digests that were rolled "
+                "back; fix: remove --pull always (the updater pulls the digests it checked)"
+            )
+    try:
+        services = read(settings.file, settings.project, definition.environment)
+    except UpdaterError as err:
+        return (*found, f"{err}; fix: make `docker compose -f {settings.file} config` succeed")
+    for name, service in sorted(services.items()):
+        if service.get("pull_policy") == "always":
+            found.append(
+                f"service {name} has `pull_policy: always`: every restart and boot pulls the "
+                "tag, skipping the health proof and bringing back digests that were rolled "
+                "back; fix: remove pull_policy (the updater pulls the digest it checked)"
+            )
+    return tuple(found)
+
+
+def _compose_command(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """("up", its arguments) for `docker compose ... up ...` (or `docker-compose`)."""
+    words = list(argv)
+    for i, word in enumerate(words):
+        name = os.path.basename(word)
+        if name == "docker-compose" or (name == "docker" and "compose" in words[i + 1 : i + 2]):
+            rest = words[i + (1 if name == "docker-compose" else 2) :]
+            j = 0
+            while j < len(rest) and rest[j].startswith("-"):  # -f FILE, -p NAME, --env-file F
+                j += 1 if "=" in rest[j] or rest[j] in ("--compatibility", "--dry-run") else 2
+            if rest[j : j + 1] == ["up"]:
+                return "up", rest[j + 1 :]
+            return None, []
+    return None, []
+
+
+def _value(args: Sequence[str], option: str) -> str | None:
+    for i, word in enumerate(args):
+        if word == option and i + 1 < len(args):
+            return args[i + 1]
+        if word.startswith(option + "="):
+            return word.partition("=")[2]
+    return None
 
 
 def warnings(definition: Definition, container: str) -> tuple[str, ...]:

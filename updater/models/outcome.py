@@ -23,6 +23,17 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
+class ServiceLine:
+    """One service of a compose unit in the report: its image, the digest it ran before this
+    run and the one this run was to bring (the same when its tag did not move)."""
+
+    service: str
+    image: str
+    from_digest: str | None
+    to_digest: str | None
+
+
+@dataclass(frozen=True)
 class Report:
     """One unit's line in the run's report; `from_digest` is what it ran before this run."""
 
@@ -33,6 +44,7 @@ class Report:
     to_digest: str | None = None
     error: str | None = None
     tag: str | None = None  # the registry's tag `to_digest` is of
+    services: tuple[ServiceLine, ...] = ()  # a compose unit's services
 
     @property
     def running_digest(self) -> str | None:
@@ -48,7 +60,7 @@ class Report:
             "to_digest": self.to_digest,
             "error": self.error,
             "tag": self.tag,
-        }
+        } | ({"services": [vars(s) for s in self.services]} if self.services else {})
 
 
 def any_bad(reports: Sequence[Report]) -> bool:

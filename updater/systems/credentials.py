@@ -36,6 +36,12 @@ class Credential:
         kind = "identity token" if self.identity_token else f"user {self.username!r}"
         return f"Credential({kind})"
 
+    def auth_config(self) -> dict[str, str]:
+        """The engine's AuthConfig for this login, for a pull."""
+        if self.identity_token:
+            return {"identitytoken": self.identity_token}
+        return {"username": self.username or "", "password": self.password or ""}
+
 
 class DockerConfig:
     """The Docker config file, read once, lazily; each registry resolved at most once."""

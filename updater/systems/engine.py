@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
@@ -13,9 +12,9 @@ from typing import Any
 from urllib.parse import quote
 
 from updater.errors import EngineError, UpdaterError
-from updater.models.reference import OCI_INDEX, Reference, is_sha256
+from updater.models.reference import Reference, is_sha256
 from updater.models.reference import parse as parse_reference
-from updater.systems.credentials import Credential, DockerConfig
+from updater.systems.credentials import DockerConfig
 from updater.systems.wire import Answer, Connection, Pool, ProtocolError, TooLarge
 
 TIMEOUT = 60  # seconds; also bounds a pull that stops receiving data
@@ -34,6 +33,16 @@ class Container:
     started_at: str
     restart_count: int
     health: str | None  # "starting", "healthy", "unhealthy", or None without a HEALTHCHECK
+    labels: Mapping[str, str] = field(default_factory=dict)
+    named: str = ""  # the image as the container was created with it (`Config.Image`)
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A container as the engine lists it."""
+
+    name: str
+    labels: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -214,7 +223,25 @@ class Engine:
             started_at=state.get("StartedAt", ""),
             restart_count=int(data.get("RestartCount") or 0),
             health=health.get("Status") or None,
+            labels=_labels(data),
+            named=str((data.get("Config") or {}).get("Image") or ""),
         )
+
+    def labelled(self, label: str) -> list[Labelled]:
+        """The containers, running or not, that carry `label` (`key=value`): one request."""
+        what = f"listing the containers labelled {label}"
+        if self._socket is None:
+            with _translated(what):
+                found = self.api.containers(all=True, filters={"label": label})
+        else:
+            query = quote(json.dumps({"label": [label]}))
+            status, found = self._get(f"/containers/json?all=1&filters={query}", what)
+            if status != 200 or not isinstance(found, list):
+                raise EngineError(f"{what}: the engine answered {status}: {found}")
+        named = [c for c in found if isinstance(c, dict) and c.get("Names")]
+        return [
+            Labelled(str(c["Names"][0]).lstrip("/"), dict(c.get("Labels") or {})) for c in named
+        ]
 
     def image(self, name: str) -> Image | None:
         """The image named by ID, `repo:tag` or `repo@digest`; None when absent.
@@ -236,7 +263,8 @@ class Engine:
     ) -> Image:
         """Pull exactly `repo@digest`, with the login the registry check used."""
         name = f"{ref.repository}@{digest}"
-        auth = _auth_config(self.credentials.credential(ref.registry))
+        credential = self.credentials.credential(ref.registry)
+        auth = credential.auth_config() if credential else None
         with _translated(f"pulling {name}"):
             events = self.api.pull(
                 ref.repository, tag=digest, stream=True, decode=True, auth_config=auth
@@ -281,7 +309,9 @@ class Engine:
             left = current["Descriptor"]
             if left.get("digest") != target.get("digest"):
                 names.insert(0, (left, f"moby-dangling@{left['digest']}"))
-        for event in self.api.load_image(_oci_index(names), quiet=True):
+        from updater.systems import oci_layout  # only for a re-tag on the containerd store
+
+        for event in self.api.load_image(oci_layout.index_of(names), quiet=True):
             if isinstance(event, dict) and "error" in event:
                 raise EngineError(f"{what}: {event['error']}")
 
@@ -326,15 +356,6 @@ def _manifest(data: dict[str, Any]) -> str | None:
     return str(described or data["Id"])
 
 
-def _auth_config(credential: Credential | None) -> dict[str, str] | None:
-    """The engine's AuthConfig for a login; None leaves it to the SDK (anonymous, at worst)."""
-    if credential is None:
-        return None
-    if credential.identity_token:
-        return {"identitytoken": credential.identity_token}
-    return {"username": credential.username or "", "password": credential.password or ""}
-
-
 def _labels(data: dict[str, Any]) -> dict[str, str]:
     labels = (data.get("Config") or {}).get("Labels") or {}
     return (
@@ -346,31 +367,6 @@ def _content_store(inspected: dict[str, Any]) -> bool:
     """Whether the engine keeps this image in containerd's content store (Docker 29's default)."""
     names = inspected.get("RepoTags") or ()
     return bool(inspected.get("Descriptor")) or any("@" in name for name in names)
-
-
-def _oci_index(names: list[tuple[dict[str, Any], str]]) -> bytes:
-    """An OCI layout holding only an index that names manifests the engine already has."""
-    manifests = [
-        {
-            "mediaType": descriptor["mediaType"],
-            "digest": descriptor["digest"],
-            "size": descriptor["size"],
-            "annotations": {"io.containerd.image.name": name},
-        }
-        for descriptor, name in names
-    ]
-    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
-    files = {"oci-layout": {"imageLayoutVersion": "1.0.0"}, "index.json": index}
-    out = io.BytesIO()
-    import tarfile  # only for a re-tag on the containerd store
-
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for path, content in files.items():
-            data = json.dumps(content).encode()
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 def _not_found() -> type[Exception]:

@@ -12,6 +12,7 @@ from updater.systems.state.records import (
     Failing,
     Failure,
     Hold,
+    Move,
     Pending,
     Record,
     Seen,
@@ -23,7 +24,11 @@ log = logging.getLogger("updater")
 def _entry(record: Record) -> dict[str, Any]:
     entry: dict[str, Any] = {}
     if record.pending:
-        entry["pending"] = vars(record.pending)
+        entry["pending"] = vars(record.pending) | {
+            "services": [vars(move) for move in record.pending.services]
+        }
+        if not record.pending.services:
+            del entry["pending"]["services"]
     if record.failed:
         entry["failed"] = {k: v for k, v in vars(record.failed).items() if v is not None}
     if record.superseded:
@@ -84,7 +89,10 @@ def _lossy(value: Any, raw: Any) -> bool:
         return len(value) != len(raw) or any(
             _lossy(kept, part) for kept, part in zip(value, raw, strict=False) if _is_entry(kept)
         )
-    return any(raw.get(key) != kept for key, kept in vars(value).items())
+    return any(
+        len(raw.get(key) or ()) != len(kept) if key == "services" else raw.get(key) != kept
+        for key, kept in vars(value).items()
+    )
 
 
 def _pending(raw: Any) -> Pending | None:
@@ -95,6 +103,9 @@ def _pending(raw: Any) -> Pending | None:
         return None
     if not (raw.get("from_digest") is None or _is_digest(raw.get("from_digest"))):
         return None
+    services = tuple(_move(m) for m in raw.get("services") or ())
+    if not all(services):
+        return None
     return Pending(
         raw["from_image"],
         raw.get("from_digest"),
@@ -102,7 +113,19 @@ def _pending(raw: Any) -> Pending | None:
         raw["to_digest"],
         raw["invocation"],
         raw["at"],
+        tuple(m for m in services if m is not None),
     )
+
+
+def _move(raw: Any) -> Move | None:
+    texts = ("service", "container", "image", "from_image", "to_image")
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), str) for k in texts):
+        return None
+    digests = (raw.get("from_digest"), raw.get("to_digest"))
+    if not all(d is None or _is_digest(d) for d in digests):
+        return None
+    service, container, image, from_image, to_image = (raw[k] for k in texts)
+    return Move(service, container, image, from_image, digests[0], to_image, digests[1])
 
 
 def _failure(raw: Any) -> Failure | None:

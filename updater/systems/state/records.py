@@ -12,8 +12,30 @@ HISTORY = 50  # entries kept per unit, oldest dropped first: the file stays smal
 
 
 @dataclass(frozen=True)
+class Move:
+    """One service of a compose unit's update: its container, the image reference its tag
+    moves in, and the images before and after (the same for a service whose tag stayed)."""
+
+    service: str
+    container: str
+    image: str
+    from_image: str
+    from_digest: str | None
+    to_image: str
+    to_digest: str | None
+
+    @property
+    def moved(self) -> bool:
+        return self.from_image != self.to_image
+
+
+@dataclass(frozen=True)
 class Pending:
-    """An update begun and not yet proven: what ran before, what runs now, since when."""
+    """An update begun and not yet proven: what ran before, what runs now, since when.
+
+    For a compose unit the digests are stack digests (`updater.models.stack`) and `services`
+    says what each service ran and runs; its `from_image` and `to_image` are the stack digests.
+    """
 
     from_image: str
     from_digest: str | None
@@ -21,6 +43,7 @@ class Pending:
     to_digest: str
     invocation: str  # the unit's InvocationID before the restart
     at: str
+    services: tuple[Move, ...] = ()
 
 
 @dataclass(frozen=True)
