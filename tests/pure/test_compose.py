@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.pure.test_config import write
 from updater.cli import main
 from updater.commands.compose import of_services
 from updater.config import Compose, Policy, Unit, load
@@ -181,12 +182,6 @@ def test_check_shows_a_row_per_service_and_the_json_lists_them():
     assert rows[3].split()[:3] == ["db", "127.0.0.1:5000/shop/db:prod", "current"]
     services = checked.as_json()["services"]
     assert [s["service"] for s in services] == ["web", "db"]  # type: ignore[index]
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 def test_a_compose_unit_in_the_configuration(tmp_path):
