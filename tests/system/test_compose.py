@@ -212,6 +212,14 @@ def test_a_compose_unit_rolls_out_with_its_fleet_by_its_stack_digest(machine, sh
     project = shop.start()
     fleet = f'[fleet]\netcd = [{urls}]\ngroup = "{group}"\nhost = "h1"\nlease_ttl = 90\n'
     shop.configure(fleet, {"settle": 2, "health_timeout": 30})
+    # `check` reads the file as compose does, and warns of what would undo the updater's work.
+    services = json.loads(machine.read_file(project.file))
+    services["services"]["cache"]["pull_policy"] = "always"
+    machine.write_file(project.file, json.dumps(services))
+    [checked] = json.loads(machine.run(UPDATER, "check", "--json").stdout)
+    assert [w.split(":")[0] for w in checked["warnings"]] == ["service cache has `pull_policy"], (
+        checked
+    )
     shop.publish("worker", "v2")
     code, reports = updater(machine)
     report = shop.report(reports)
