@@ -46,8 +46,9 @@ class Shop:
         self.digests[f"{service}-{version}"] = digest
         return digest
 
-    def start(self, built: bool = False, **policy: object) -> ComposeProject:
-        """The project up under its unit; `built`: with a fourth service compose builds here."""
+    def start(self, built: bool = False, named: bool = False, **policy: object) -> ComposeProject:
+        """The project up under its unit; `built`: with a fourth service compose builds here;
+        `named`: the file names its project, and so does the configuration's `project`."""
         self.publish("web", "v1", healthcheck="true")
         self.publish("worker", "v1")
         pinned = self.publish("cache", "v1")
@@ -61,13 +62,16 @@ class Shop:
             services["built"] = {"build": {"context": "./built"}}
             dockerfile = f"FROM {self.refs['web'].rsplit(':', 1)[0]}@{self.digests['web-v1']}\n"
             self.machine.write_file(f"/etc/{self.name}/built/Dockerfile", dockerfile)
-        self.project = ComposeProject(self.machine, self.dockerd, self.name, services)
+        name = f"{self.name}-named" if named else None
+        self.project = ComposeProject(self.machine, self.dockerd, self.name, services, name)
         self.project.install()
         self.configure(policy={"settle": 2, "health_timeout": 30, **policy})
         return self.project
 
     def configure(self, before: str = "", policy: dict[str, object] | None = None) -> None:
         lines = [f'[units."{self.project.unit}"]', f'compose = "{self.project.file}"']
+        if self.project.project_name:
+            lines.append(f'project = "{self.project.project_name}"')
         lines += [f"{key} = {json.dumps(value)}" for key, value in (policy or {}).items()]
         self.machine.write_file("/etc/updater/config.toml", before + "\n".join(lines) + "\n")
 
@@ -175,7 +179,7 @@ def test_one_unhealthy_service_rolls_back_every_image_that_moved(machine, shop):
 
 
 def test_rollback_hold_and_history_work_for_a_compose_unit(machine, shop):
-    project = shop.start()
+    project = shop.start(named=True)  # found by its `project`, not by its file
     unit = project.unit
     shop.publish("web", "v2", healthcheck="true")
     code, reports = updater(machine)
