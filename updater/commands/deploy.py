@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from updater.commands.compose import clean_up_stacks, fetch_services, undo_moves
 from updater.commands.host import Host
@@ -145,17 +146,18 @@ def undo(checked: Checked, moved: Deploy, host: Host, failure: Failure) -> Repor
     if unit.compose is not None:  # the stack it ran before: the newest one kept
         kept = host.state.record(unit.name).superseded
         moves = undo_moves(host.engine, unit, kept[0] if kept else "")
-        pending = Pending(
-            moved.from_image, moved.from_digest, moved.digest, moved.digest, before, now(), moves
-        )
+        to_image = moved.digest
     else:
         running = host.engine.container(unit.container)
-        to_image = running.image_id if running else ""
-        old = _earlier_image(host.engine, unit, moved)
-        pending = Pending(old.id, moved.from_digest, to_image, moved.digest, before, now())
+        moves, to_image = (), running.image_id if running else ""
+    pending = Pending(
+        moved.from_image, moved.from_digest, to_image, moved.digest, before, now(), moves
+    )
     host.state.begin(unit.name, pending)
     host.state.mark_failed(unit.name, failure)
     with inhibited(f"{unit.name}: rolling back from {moved.digest}"):
+        if unit.compose is None:  # kept, or pulled again if `keep_images = 0` removed it
+            pending = replace(pending, from_image=_earlier_image(host.engine, unit, moved).id)
         _point_tags(host, unit, pending, back=True)
         verdict = _restart_and_verify(host, unit, _images(unit, pending, back=True))
     host.state.end(unit.name)
