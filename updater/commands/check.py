@@ -63,7 +63,8 @@ def check_all(units: Sequence[Unit], clients: Clients) -> list[Checked]:
         return list(pool.map(lambda unit: check_unit(unit, clients), units))
 
 
-def check_unit(unit: Unit, clients: Clients) -> Checked:
+def check_unit(unit: Unit, clients: Clients, inspected: Container | None = None) -> Checked:
+    """The unit's check; `inspected`: its container, when the caller inspected it already."""
     if unit.compose is not None:
         from updater.commands.compose import check_compose
 
@@ -73,7 +74,7 @@ def check_unit(unit: Unit, clients: Clients) -> Checked:
     image: Image | None = None
     tag = unit.ref.tag
     try:
-        container = engine.container(unit.container)
+        container = inspected or engine.container(unit.container)
         if container is not None and container.running:
             image = engine.image(container.image_id)
         remote = unit.ref.digest  # a pinned reference is the desired state: no request

@@ -35,23 +35,35 @@ NUMBER = "com.docker.compose.container-number"
 
 
 def check_compose(
-    unit: Unit, clients: Clients, check_unit: Callable[[Unit, Clients], Checked]
+    unit: Unit,
+    clients: Clients,
+    check_unit: Callable[[Unit, Clients, Container | None], Checked],
 ) -> Checked:
-    """The unit's check, with each service's (by `check_unit`) in `services`."""
-    assert unit.compose is not None
+    """The unit's check, with each service's (by `check_unit`, given the container already
+    inspected) in `services`."""
     try:
-        found = containers(clients.engine, unit.compose)
-        services = [(s, _as_unit(unit, name, container), container) for s, name, container in found]
+        found = services(clients.engine, unit)
     except UpdaterError as err:
         return Checked(unit, Status.ERROR, error=str(err))
     checked = [
         replace(
-            _built(u, container, clients.engine) or check_unit(_verified_as(u, clients), clients),
+            _built(u, container, clients.engine)
+            or check_unit(_verified_as(u, clients), clients, container),
             service=service,
         )
-        for service, u, container in services
+        for service, u, container in found
     ]
     return of_services(unit, checked)
+
+
+def services(engine: Engine, unit: Unit) -> list[tuple[str, Unit, Container]]:
+    """Each service of the compose unit's project: its name, as a one-container unit, and its
+    first container as the engine inspected it."""
+    assert unit.compose is not None
+    found = containers(engine, unit.compose)
+    return [
+        (service, _as_unit(unit, name, container), container) for service, name, container in found
+    ]
 
 
 def _built(service: Unit, container: Container, engine: Engine) -> Checked | None:
@@ -192,20 +204,16 @@ def rollback_target(
 ) -> tuple[Checked, Deploy]:
     """`updater rollback` of a compose unit: back to the newest stack kept whose images are
     all still here; each service that stack ran on another image moves back."""
-    assert unit.compose is not None
-    running = [
-        (service, _as_unit(unit, name, container), container)
-        for service, name, container in containers(engine, unit.compose)
-    ]
+    running = services(engine, unit)
     for entry in kept:
         images = stack.unkept(entry)
         if images is None or any(engine.image(i) is None for i in images.values()):
             continue
-        services = [
+        back = [
             _back(service, u, container, images.get(u.container), engine, digest_of)
             for service, u, container in running
         ]
-        checked = of_services(unit, services)
+        checked = of_services(unit, back)
         if not checked.moves():
             raise ConfigError(f"{unit.name}: already runs the stack kept before; nothing done")
         now = checked.running_digest
