@@ -98,11 +98,7 @@ Restart=always
         return "\n".join(lines) + "\n"
 
     def running_image(self) -> str | None:
-        found = self.dockerd.docker(
-            "inspect", "--format", "{{.State.Running}} {{.Image}}", self.name, check=False
-        )
-        running, _, image = found.stdout.strip().partition(" ")
-        return image if running == "true" else None
+        return self.dockerd.running_image(self.name)
 
     def show(self, prop: str) -> str:
         return self.machine.run("systemctl", "show", "-P", prop, self.unit).stdout.strip()
@@ -121,3 +117,20 @@ def outcome(reports: list[dict] | None, app: App) -> dict:
     assert reports is not None, "the updater printed no JSON report"
     [report] = [r for r in reports if r["unit"] == app.unit]
     return report
+
+
+def timer_deploys_a_push(
+    machine: Machine, dockerd: Dockerd, name: str, ref: str, timeout: float
+) -> None:
+    """CI pushes a new build to `ref` and nobody calls the updater: within `timeout` its timer's
+    run logs the update in `journalctl -u updater`, and container `name` runs the new image."""
+    new_image = build_image(dockerd, ref, seed=f"{name}-v2")
+    new = push(dockerd, ref)
+    dockerd.docker("rmi", ref)
+
+    def updated() -> bool:
+        journal = machine.run("journalctl", "-u", "updater", "--no-pager", "-o", "cat").stdout
+        return f"{name}.service: updated to {new}" in journal
+
+    machine.wait_for(updated, timeout, "the timer's update in journalctl -u updater")
+    assert dockerd.running_image(name) == new_image

@@ -168,6 +168,14 @@ class Dockerd:
     def env(self) -> dict[str, str]:
         return {**os.environ, "DOCKER_HOST": self.host}
 
+    def running_image(self, container: str) -> str | None:
+        """The image ID `container` runs; None when it is not running (or not there)."""
+        found = self.docker(
+            "inspect", "--format", "{{.State.Running}} {{.Image}}", container, check=False
+        )
+        running, _, image = found.stdout.strip().partition(" ")
+        return image if running == "true" else None
+
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """The docker CLI against this engine."""
         return subprocess.run(

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from testbed import PROJECT, needs
+from testbed.apps import timer_deploys_a_push
 from testbed.engine import Dockerd, build_image, push
 from testbed.machine import Machine, build_root, install_sh_wheels
 from testbed.registry import Registry
@@ -84,20 +85,11 @@ def test_install_timer_update_upgrade_uninstall(machine, dockerd, tmp_path):
         unit = unit.replace("Requires=docker.socket\n", "")  # the engine is outside this machine
         machine.write_file(f"/etc/systemd/system/{name}.service", unit)
         sh(machine, f"systemctl daemon-reload && systemctl start {name}.service")
-        machine.wait_for(lambda: running_image(dockerd, name) == v1, 30, "the app on v1")
+        machine.wait_for(lambda: dockerd.running_image(name) == v1, 30, "the app on v1")
         sh(machine, f"updater add {name}.service --image {ref}")
 
         # CI pushes a new digest; nobody calls the updater: the timer brings it within 75 s.
-        v2 = build_image(dockerd, ref, seed=f"{name}-v2")
-        new = push(dockerd, ref)
-        dockerd.docker("rmi", ref)
-
-        def updated() -> bool:
-            journal = sh(machine, "journalctl -u updater --no-pager -o cat").stdout
-            return f"{name}.service: updated to {new}" in journal
-
-        machine.wait_for(updated, 75, "the timer's update in journalctl -u updater")
-        assert running_image(dockerd, name) == v2
+        timer_deploys_a_push(machine, dockerd, name, ref, 75)
 
         # The hardened unit scores <= 2.5 and (above) still did the whole job.
         security = sh(machine, "systemd-analyze security updater.service").stdout
@@ -127,14 +119,6 @@ def test_install_timer_update_upgrade_uninstall(machine, dockerd, tmp_path):
     finally:
         sh(machine, f"systemctl stop {name}.service", check=False)
         registry.stop()
-
-
-def running_image(dockerd: Dockerd, container: str) -> str | None:
-    found = dockerd.docker(
-        "inspect", "--format", "{{.State.Running}} {{.Image}}", container, check=False
-    )
-    running, _, image = found.stdout.strip().partition(" ")
-    return image if running == "true" else None
 
 
 def test_install_refuses_without_root(machine):

@@ -72,14 +72,6 @@ def messages(machine: Machine) -> list[str]:
     return [str(entry.get("MESSAGE", "")) for entry in journal(machine)]
 
 
-def running_image(dockerd: Dockerd, container: str) -> str | None:
-    found = dockerd.docker(
-        "inspect", "--format", "{{.State.Running}} {{.Image}}", container, check=False
-    )
-    running, _, image = found.stdout.strip().partition(" ")
-    return image if running == "true" else None
-
-
 def versions(machine: Machine) -> tuple[str, str]:
     """The machine's Python (major.minor) and systemd versions."""
     python = sh(machine, "python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'")
@@ -156,7 +148,7 @@ def test_the_timer_deploys_across_an_os_update_and_a_missing_python(
             machine.write_file(f"/etc/systemd/system/{name}.service", unit)
             machine.write_file("/etc/systemd/system/updater.timer.d/often.conf", OFTEN)
             sh(machine, f"systemctl daemon-reload && systemctl enable --now {name}.service")
-            machine.wait_for(lambda: running_image(dockerd, name) == v1, 30, "the app on v1")
+            machine.wait_for(lambda: dockerd.running_image(name) == v1, 30, "the app on v1")
             sh(machine, f"/opt/updater/bin/updater add {name}.service --image {ref}")
             sh(machine, "systemctl restart updater.timer")
 
@@ -169,7 +161,7 @@ def test_the_timer_deploys_across_an_os_update_and_a_missing_python(
             machine.wait_for(
                 lambda: update_line(name, digest2) in messages(machine), 60, "the timer's update"
             )
-            assert running_image(dockerd, name) == v2
+            assert dockerd.running_image(name) == v2
             entries = journal(machine)
             at = next(
                 i for i, e in enumerate(entries) if e["MESSAGE"] == update_line(name, digest2)
@@ -208,13 +200,13 @@ def test_the_timer_deploys_across_an_os_update_and_a_missing_python(
             said = str(errors[0]["MESSAGE"])
             assert "/usr/bin/python3" in said and "/opt/updater-python/bin/python3" in said
             assert "enabled-sysext.conf" in said and "--python-standalone" in said
-            assert running_image(dockerd, name) == v2
+            assert dockerd.running_image(name) == v2
 
             # The extension is merged: the next timer run deploys v3.
             machine.run("umount", "/usr/bin/python3")
             machine.wait_for(
                 lambda: update_line(name, digest3) in messages(machine), 40, "the update to v3"
             )
-            assert running_image(dockerd, name) == v3
+            assert dockerd.running_image(name) == v3
     finally:
         dockerd.docker("rm", "--force", name, check=False)

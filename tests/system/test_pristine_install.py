@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from testbed import PROJECT, needs
+from testbed.apps import timer_deploys_a_push
 from testbed.engine import Dockerd, build_image, push
 from testbed.machine import DEFAULT_ENV, PRISTINE_PACKAGES, Machine, build_root
 from testbed.registry import Registry
@@ -62,14 +63,6 @@ def sh(
     return machine.run("bash", "-c", f"cd /root && {line}", check=check, timeout=timeout, env=env)
 
 
-def running_image(dockerd: Dockerd, container: str) -> str | None:
-    found = dockerd.docker(
-        "inspect", "--format", "{{.State.Running}} {{.Image}}", container, check=False
-    )
-    running, _, image = found.stdout.strip().partition(" ")
-    return image if running == "true" else None
-
-
 def adapt_unit(machine: Machine, path: str, name: str, ref: str) -> None:
     """What the user does by hand (NAME and IMAGE), and the engine being the host's."""
     unit = machine.read_file(path)
@@ -110,19 +103,10 @@ def test_readme_quick_start_on_a_pristine_host(
                 if line.startswith("cp "):
                     adapt_unit(machine, f"/etc/systemd/system/{name}.service", name, ref)
                 if "enable --now" in line:
-                    machine.wait_for(lambda: running_image(dockerd, name) == v1, 30, "app on v1")
+                    machine.wait_for(lambda: dockerd.running_image(name) == v1, 30, "app on v1")
 
             # A push moves the tag; nobody calls the updater: its timer deploys the new image.
-            v2 = build_image(dockerd, ref, seed=f"{name}-v2")
-            new = push(dockerd, ref)
-            dockerd.docker("rmi", ref)
-
-            def updated() -> bool:
-                journal = sh(machine, "journalctl -u updater --no-pager -o cat").stdout
-                return f"{name}.service: updated to {new}" in journal
-
-            machine.wait_for(updated, 100, "the timer's update in journalctl -u updater")
-            assert running_image(dockerd, name) == v2
+            timer_deploys_a_push(machine, dockerd, name, ref, 100)
 
             sh(machine, "cd updater && " + uninstall_line.removeprefix("sudo "))
             sh(machine, "test ! -e /opt/updater && test ! -e /usr/local/bin/updater")
